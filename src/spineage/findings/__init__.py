@@ -1,0 +1,1 @@
+"""Findings: the vocabulary, the report reader and the feature vectors."""

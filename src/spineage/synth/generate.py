@@ -1,0 +1,310 @@
+"""``spineage synth``: write a whole phantom cohort in the raw-cohort layout of DESIGN.md.
+
+The tables are drawn first, in one process (they are small); then every scan
+is rendered by a pool of workers that write their files directly, so memory
+stays flat however large the cohort. Each scan's randomness comes from its own
+seed (the cohort seed plus the scan's number), so the files are byte-identical
+for a seed whatever the number of workers. The cohort is assembled in a
+temporary folder and moved into place only when complete.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spineage import __version__
+from spineage.config import SynthSettings
+from spineage.errors import UserError
+
+GENERATOR_VERSION = f"spineage-phantom/{__version__}"
+
+# Stream numbers of the per-item seeds: (cohort seed, stream, item index).
+_TABLES, _ANATOMY, _LATENTS, _SCAN, _REPORT = 0, 1, 2, 3, 4
+
+
+def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
+    return np.random.default_rng([seed, stream, index])
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def nifti_bytes(array: np.ndarray, affine: np.ndarray, axis_codes: str = "RAS") -> bytes:
+    """A gzipped NIfTI-1 file as bytes, stored in ``axis_codes`` order; gzip mtime 0 for byte-identical output."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(array, affine)
+    if axis_codes != "RAS":
+        target = nib.orientations.axcodes2ornt(tuple(axis_codes))
+        transform = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(("R", "A", "S")), target)
+        image = image.as_reoriented(transform)
+    image.header.set_xyzt_units("mm", "sec")
+    image.set_qform(image.affine, code=1)
+    image.set_sform(image.affine, code=1)
+    return gzip.compress(image.to_bytes(), compresslevel=4, mtime=0)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """A 16-bit greyscale PNG as bytes."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint16)).save(buffer, format="PNG", compress_level=4)
+    return buffer.getvalue()
+
+
+def _render(task: dict) -> str:
+    """Render and write one scan (and its label map and report). Runs in a worker."""
+    from spineage.synth.anatomy import build_anatomy, default_levels
+    from spineage.synth.reports import write_report
+    from spineage.synth.scanner import acquire_mri, acquire_radiograph, acquire_vfa, site_by_name
+
+    folder = Path(task["folder"])
+    levels = default_levels(task["supernumerary"] or None)
+    anatomy = build_anatomy(
+        height_cm=task["height_cm"],
+        bio_age=task["bio_age"],
+        sex=task["sex"],
+        findings=task["findings"],
+        levels=levels,
+        rng=_rng(task["seed"], _ANATOMY, task["subject_index"]),
+        bone_density=task["bone_density"],
+        fat_mm=task["fat_mm"],
+    )
+    scan_rng = _rng(task["seed"], _SCAN, task["series_index"])
+    series_id = task["series_id"]
+    if task["modality"] == "mri_t2_sag":
+        site = site_by_name(task["site"])
+        image, labels, affine = acquire_mri(anatomy, site, tuple(task["spacing"]), scan_rng)
+        write_bytes_atomic(folder / "images" / f"{series_id}.nii.gz", nifti_bytes(image, affine, site.axis_codes))
+        write_bytes_atomic(folder / "labels" / f"{series_id}.nii.gz", nifti_bytes(labels, affine, site.axis_codes))
+        report = write_report(task["findings"], levels, _rng(task["seed"], _REPORT, task["series_index"]))
+        write_bytes_atomic(folder / "reports" / f"{series_id}.txt", report.encode())
+    elif task["modality"] == "xray_lat":
+        write_bytes_atomic(folder / "images" / f"{series_id}.png", png_bytes(acquire_radiograph(anatomy, tuple(task["xray_shape"]), scan_rng)))
+    else:
+        rows, cols = task["xray_shape"]
+        vfa_shape = (int(rows * 0.75) // 8 * 8, int(cols * 0.5) // 8 * 8)
+        write_bytes_atomic(folder / "images" / f"{series_id}.png", png_bytes(acquire_vfa(anatomy, vfa_shape, scan_rng)))
+    return series_id
+
+
+def _check_output_folder(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out.parent, prefix=".spineage-probe-")
+        probe.close()
+    except OSError as error:
+        raise UserError(f"Expected a writable folder for {out}, found: {error.strerror or error}") from None
+
+
+def generate_cohort(
+    out: Path,
+    settings: SynthSettings,
+    *,
+    seed: int,
+    profile: str | None = None,
+    n_subjects: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> str:
+    """Generate the phantom cohort into ``out`` (replacing it only once complete).
+
+    Args:
+        out: the raw-cohort folder to write.
+        settings: the synth section of params.yaml.
+        seed: the cohort seed.
+        profile: ci, default or full (default: the settings' profile).
+        n_subjects: overrides the profile's number of subjects.
+        workers: processes rendering scans (default: the settings').
+        progress: show a progress bar on stderr.
+
+    Returns:
+        A one-line summary of what was written.
+
+    Raises:
+        UserError: for a bad number of subjects or workers, or an unwritable folder.
+    """
+    from tqdm import tqdm
+
+    from spineage.synth.cohort import draw_subjects, plan_sessions
+    from spineage.synth.degeneration import LOAD_SLOPE_PER_DECADE, draw_findings, draw_latents
+    from spineage.synth.anatomy import default_levels
+    from spineage.synth.outcomes import OutcomeEffects, simulate_outcomes
+    from spineage.synth.scanner import SITES
+
+    chosen = settings.profile(profile)
+    n = chosen.n_subjects if n_subjects is None else n_subjects
+    if n < 1:
+        raise UserError(f"Expected at least 1 subject, found --n-subjects {n}")
+    n_workers = settings.workers if workers is None else workers
+    if n_workers < 1:
+        raise UserError(f"Expected at least 1 worker, found {n_workers}")
+    if seed < 0:
+        raise UserError(f"Expected a non-negative seed, found {seed}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"Expected {out} to be a folder, found a file")
+    _check_output_folder(out)
+
+    rng = _rng(seed, _TABLES)
+    subjects = draw_subjects(n, settings.lifestyle_effects, settings.noise_sd, rng)
+    try:
+        effects = OutcomeEffects(**settings.outcome_effects)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"Expected valid synth.outcome_effects, found: {error}") from None
+    outcomes = simulate_outcomes(subjects[["subject_id", "sex", "age", "bio_age"]], effects, rng)
+    fracture_grade = rng.choice([1, 2, 3], size=n, p=[0.5, 0.35, 0.15])
+    sessions = plan_sessions(subjects, [s.name for s in SITES], [s.weight for s in SITES], settings.repeat_fraction, rng)
+    scanners = {s.name: s.scanner for s in SITES}
+
+    latents = [draw_latents(default_levels(sup or None), _rng(seed, _LATENTS, i)) for i, sup in enumerate(subjects["supernumerary"])]
+    findings_rows: list[dict] = []
+    tasks: list[dict] = []
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        for sub in ("images", "labels", "reports"):
+            (work / sub).mkdir()
+        for series_index, session in enumerate(sessions.itertuples(index=False)):
+            i = session.subject_index
+            subject = subjects.iloc[i]
+            outcome = outcomes.iloc[i]
+            findings = draw_findings(latents[i], session.bio_age, subject.sex, bool(outcome.prevalent_vertebral_fracture), int(fracture_grade[i]))
+            if session.modality == "mri_t2_sag":
+                findings_rows += [dict(series_id=session.series_id, **f) for f in findings]
+            bmi = outcome.weight_kg / (outcome.height_cm / 100) ** 2
+            tasks.append(
+                dict(
+                    folder=str(work), seed=seed, series_id=session.series_id, series_index=series_index,
+                    subject_index=i, modality=session.modality, site=session.site, sex=subject.sex,
+                    bio_age=float(session.bio_age), height_cm=float(outcome.height_cm),
+                    bone_density=float(np.clip(1.0 + 0.1 * outcome.bmd_t_lumbar, 0.5, 1.3)),
+                    fat_mm=float(np.clip(8.0 + 2.2 * (bmi - 20.0), 5.0, 45.0)),
+                    findings=findings, supernumerary=subject.supernumerary,
+                    spacing=list(chosen.mri_spacing_mm), xray_shape=list(chosen.xray_shape),
+                )
+            )
+        _render_all(tasks, n_workers, progress, tqdm)
+        _write_tables(work, subjects, sessions, outcomes, findings_rows, scanners)
+        truth = {
+            "generator_version": GENERATOR_VERSION,
+            "seed": seed,
+            "profile": chosen.name,
+            "n_subjects": n,
+            "noise_sd": settings.noise_sd,
+            "repeat_fraction": settings.repeat_fraction,
+            "mri_spacing_mm": list(chosen.mri_spacing_mm),
+            "lifestyle_effects": settings.lifestyle_effects,
+            "outcome_effects": asdict(effects),
+            "spine_age_gap_sd": float(outcomes.attrs["sag_sd"]),
+            "spine_age_gap_mean": float(outcomes.attrs["sag_mean"]),
+            "degeneration_load_slope_per_decade": LOAD_SLOPE_PER_DECADE,
+            "sites": [asdict(s) for s in SITES],
+            "subjects": {
+                row.subject_id: {
+                    "bio_age": round(float(row.bio_age), 4),
+                    "lifestyle_effect": round(float(row.lifestyle_effect), 4),
+                    "individual_noise": round(float(row.individual_noise), 4),
+                }
+                for row in subjects.itertuples(index=False)
+            },
+            "series_bio_age": {row.series_id: round(float(row.bio_age), 4) for row in sessions.itertuples(index=False)},
+        }
+        (work / "ground_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
+        _replace_folder(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    n_mri = int((sessions.modality == "mri_t2_sag").sum())
+    return f"wrote {out}: {n} subjects, {n_mri} MRI, {len(sessions) - n_mri} radiograph/VFA series, {len(findings_rows)} findings"
+
+
+def _render_all(tasks: list[dict], workers: int, progress: bool, tqdm) -> None:
+    bar = tqdm(total=len(tasks), desc="rendering scans", unit="scan", disable=not progress, file=sys.stderr)
+    if workers == 1:
+        for task in tasks:
+            _render(task)
+            bar.update()
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for _ in pool.imap_unordered(_render, tasks, chunksize=4):
+                bar.update()
+    bar.close()
+
+
+def _write_tables(folder: Path, subjects: pd.DataFrame, sessions: pd.DataFrame, outcomes: pd.DataFrame, findings_rows: list[dict], scanners: dict[str, str]) -> None:
+    from spineage.synth.cohort import LIFESTYLE_COLUMNS
+
+    subjects[["subject_id", "sex", "birth_year"]].to_csv(folder / "participants.csv", index=False)
+    table = sessions.copy()
+    table["age"] = table["age"].round(2)
+    suffix = np.where(table.modality == "mri_t2_sag", ".nii.gz", ".png")
+    table["image"] = "images/" + table.series_id + suffix
+    table["label"] = np.where(table.modality == "mri_t2_sag", "labels/" + table.series_id + ".nii.gz", "")
+    table["scanner"] = table.site.map(scanners)
+    table[["series_id", "subject_id", "age", "modality", "image", "label", "site", "scanner", "session"]].to_csv(folder / "sessions.csv", index=False)
+    pd.DataFrame(findings_rows, columns=["series_id", "level", "condition", "severity"]).to_csv(folder / "findings.csv", index=False)
+    subjects[["subject_id", *LIFESTYLE_COLUMNS]].to_csv(folder / "lifestyle.csv", index=False)
+    outcomes.round(3).to_csv(folder / "outcomes.csv", index=False)
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Move the finished cohort into place; an older one is removed only after the move."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(new, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def link_external_cohort(source: Path, out: Path) -> str:
+    """Bring a user's raw cohort into ``out`` as hard links (copies across file systems).
+
+    DVC then versions the cohort like any stage output; nothing in ``source`` is changed.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise UserError(f"Expected data.source to be 'synthetic' or a raw-cohort folder, found no folder at {source}")
+    for required in ("participants.csv", "sessions.csv"):
+        if not (source / required).is_file():
+            raise UserError(f"Expected {required} in the raw cohort {source}, found none")
+    _check_output_folder(out)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        count = 0
+        for path in sorted(source.rglob("*")):
+            target = work / path.relative_to(source)
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+            count += 1
+        _replace_folder(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return f"linked {count} files of {source} into {out}"

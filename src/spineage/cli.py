@@ -81,6 +81,42 @@ def show(
     typer.echo(f"wrote {path}")
 
 
+@app.command("parse-report")
+@user_errors
+def parse_report(
+    csv: Optional[Path] = typer.Option(
+        None, "--csv", help="Table of reports (.tsv read as tab-separated); without it, one report is read from stdin."
+    ),
+    id_column: str = typer.Option("series_id", help="Column of --csv holding the report (series) id."),
+    text_column: str = typer.Option("report", help="Column of --csv holding the report text."),
+    out: Optional[Path] = typer.Option(None, help="Findings table to write (.tsv for tab-separated); default stdout."),
+    report_id: str = typer.Option("stdin", help="series_id of the report read from stdin."),
+) -> None:
+    """Turn free-text radiology reports into the long-format findings table."""
+    from spineage.findings.report_reader import (
+        parse_report_table,
+        read_report,
+        summarize_findings,
+        write_findings,
+    )
+
+    if csv is not None:
+        findings, summary = parse_report_table(csv, id_column, text_column, out)
+    else:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UserError("Expected a report on stdin or a table with --csv FILE, found neither.")
+        text = sys.stdin.read()
+        if not text.strip():
+            raise UserError("Expected report text on stdin, found nothing.")
+        findings = read_report(text, report_id)
+        summary = summarize_findings(findings, 1)
+        if out is not None:
+            write_findings(findings, out)
+    if out is None:
+        typer.echo(findings.to_csv(index=False), nl=False)
+    typer.echo(str(summary), err=True)
+
+
 def main() -> None:  # pragma: no cover - the console script calls app directly
     app()
 

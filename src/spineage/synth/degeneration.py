@@ -30,10 +30,10 @@ _LEVEL_OFFSET = {
     "C2": -1.2, "C3": -0.6, "C4": -0.2, "C5": 0.35, "C6": 0.3, "C7": -0.5,
     "L1": -0.45, "L2": -0.3, "L3": 0.0, "L4": 0.5, "L5": 0.45, "L6": 0.3,
 }
-_THORACIC_OFFSET = -1.1
+_THORACIC_OFFSET = -2.0
 
-LOAD_SLOPE_PER_DECADE = 0.75
-"""Rise of the disc degeneration load per decade of biological age (the planted ageing signal)."""
+LOAD_SLOPE_PER_DECADE = 0.6
+"""Rise of the disc degeneration load per decade of biological age up to 60, half that after (the planted ageing signal)."""
 
 
 def level_offset(level: str) -> float:
@@ -58,6 +58,7 @@ class SubjectLatents:
         uniforms: per (disc, condition) uniform draws deciding presence.
         scan_uniforms: per pathology uniform draws.
         picks: per pathology uniform draws choosing the level.
+        focal: uniform draws for the subject's focal lesions (see :func:`_focal_findings`).
     """
 
     levels: tuple[str, ...]
@@ -66,6 +67,7 @@ class SubjectLatents:
     uniforms: np.ndarray
     scan_uniforms: np.ndarray
     picks: np.ndarray
+    focal: np.ndarray
 
 
 _DISC_CONDITIONS = ("desiccation", "contour", "protrusion", "extrusion", "osteophyte", "uncovertebral", "endplate", "fissure")
@@ -80,18 +82,22 @@ def draw_latents(levels: list[str], rng: np.random.Generator) -> SubjectLatents:
     n = len(levels)
     return SubjectLatents(
         levels=tuple(levels),
-        susceptibility=float(rng.normal(0.0, 0.45)),
+        susceptibility=float(rng.normal(0.0, 0.7)),
         disc_noise=rng.normal(0.0, 0.45, size=n),
         uniforms=rng.uniform(size=(n, len(_DISC_CONDITIONS))),
         scan_uniforms=rng.uniform(size=len(_SCAN_FINDINGS)),
         picks=rng.uniform(size=len(_SCAN_FINDINGS) + 2),
+        focal=rng.uniform(size=(4, 3)),
     )
 
 
 def disc_loads(latents: SubjectLatents, bio_age: float) -> np.ndarray:
     """The degeneration load of every disc at a biological age."""
     offsets = np.array([level_offset(level) for level in latents.levels])
-    return LOAD_SLOPE_PER_DECADE * (bio_age - 50.0) / 10.0 + offsets + latents.susceptibility + latents.disc_noise
+    decades = (bio_age - 50.0) / 10.0
+    # Degeneration slows after 60: past a point most discs that will wear have worn.
+    decades = np.where(decades > 1.0, 1.0 + 0.5 * (decades - 1.0), decades)
+    return LOAD_SLOPE_PER_DECADE * decades + offsets + latents.susceptibility + latents.disc_noise
 
 
 def _grade(value: float, cuts: tuple[float, ...]) -> int:
@@ -120,29 +126,77 @@ def draw_findings(latents: SubjectLatents, bio_age: float, sex: str, prevalent_f
         region = region_of(level)
         load = loads[i]
         u = latents.uniforms[i]
-        desiccation = _grade(load + 0.6 * (u[0] - 0.5), (0.1, 1.05, 1.9, 2.7))
+        desiccation = _grade(load + 0.6 * (u[0] - 0.5), (0.9, 1.7, 2.4, 3.1))
         if desiccation:
             findings.append(_f(level, "desiccation", ("mild", "moderate", "severe", "near_complete")[desiccation - 1]))
         # One contour abnormality per disc: the worst of bulge, protrusion, extrusion, disc-osteophyte complex.
-        cervical_old = region == "cervical" and u[4] < expit(1.6 * (load - 0.6) + 0.6 * old)
+        cervical_old = region == "cervical" and u[4] < expit(1.6 * (load - 1.6) + 0.2 * old)
         if cervical_old:
             severity = _grade(load + 0.5 * (u[1] - 0.5), (0.7, 1.6))
             findings.append(_f(level, "disc_osteophyte_complex", ("mild", "moderate", "severe")[severity]))
-        elif u[3] < expit(2.0 * (load - 2.6)):
+        elif u[3] < expit(2.0 * (load - 3.0)):
             findings.append(_f(level, "extrusion", "moderate" if load > 3.0 else "mild"))
-        elif u[2] < expit(2.0 * (load - 1.45)):
+        elif u[2] < expit(2.0 * (load - 2.0)):
             findings.append(_f(level, "protrusion", ("mild", "moderate", "severe")[_grade(load, (1.6, 2.4))]))
-        elif u[1] < expit(2.2 * (load - (0.35 if region == "lumbar" else 0.9))):
+        elif u[1] < expit(2.2 * (load - (0.8 if region == "lumbar" else 1.3))):
             findings.append(_f(level, "disc_bulge", ("mild", "moderate", "severe")[_grade(load, (1.3, 2.2))]))
-        if region == "cervical" and level != "C2" and u[5] < expit(1.8 * (load - 0.9) + 0.5 * old):
+        if region == "cervical" and level != "C2" and u[5] < expit(1.8 * (load - 1.9) + 0.2 * old):
             findings.append(_f(level, "uncovertebral_osteophyte", ("mild", "moderate", "severe")[_grade(load, (1.5, 2.3))]))
-        if region == "lumbar" and u[6] < expit(2.0 * (load - 1.9)):
+        if region == "lumbar" and u[6] < expit(2.0 * (load - 2.3)):
             findings.append(_f(level, "endplate_change", "present"))
-        if region != "thoracic" and u[7] < expit(2.0 * (load - 1.7)):
+        if region != "thoracic" and u[7] < expit(2.0 * (load - 2.5)):
             findings.append(_f(level, "annular_fissure", "present"))
 
+    findings = _focal_findings(latents, bio_age, findings)
     findings += _scan_findings(latents, loads, bio_age, sex, prevalent_fracture, fracture_grade, findings)
     return findings
+
+
+FOCAL_PROBABILITY_AT_50 = 0.39
+"""Share of 50-year-olds with focal lesions beyond the age-typical pattern (the atypical spines)."""
+
+_FOCAL_KINDS = ("protrusion", "extrusion", "endplate_change", "annular_fissure", "disc_osteophyte_complex", "desiccation")
+
+
+def _focal_findings(latents: SubjectLatents, bio_age: float, findings: list[dict]) -> list[dict]:
+    """Add the focal lesions that make some spines atypical for their age.
+
+    Not every spine wears evenly: some carry one to three focal lesions (a
+    herniation, Modic changes, a fissure, a single worn disc) at levels the
+    age-typical pattern does not predict. These are what the data-driven
+    normal cohort should leave out. Their prevalence rises with age.
+    """
+    old = (bio_age - 50.0) / 10.0
+    probability = expit(np.log(FOCAL_PROBABILITY_AT_50 / (1 - FOCAL_PROBABILITY_AT_50)) + 0.15 * old)
+    first = latents.focal[0]
+    if first[0] >= probability:
+        return findings
+    n_lesions = 1 + int(first[1] > 0.55) + int(first[1] > 0.85)
+    by_key = {(f["level"], f["condition"]): f for f in findings}
+    contour = ("disc_bulge", "protrusion", "extrusion", "disc_osteophyte_complex")
+    levels = [lv for lv in latents.levels if lv != "C2"]
+    for k in range(n_lesions):
+        u_kind, u_level, u_grade = latents.focal[k + 1] if k + 1 < len(latents.focal) else latents.focal[-1]
+        kind = _FOCAL_KINDS[int(u_kind * len(_FOCAL_KINDS))]
+        if kind == "disc_osteophyte_complex":
+            candidates = [lv for lv in levels if lv.startswith("C")]
+        elif kind == "endplate_change":
+            candidates = [lv for lv in levels if not lv.startswith("C")]
+        else:
+            candidates = levels
+        level = candidates[int(u_level * len(candidates))]
+        severities = {
+            "protrusion": ("moderate", "severe"), "extrusion": ("mild", "moderate"),
+            "disc_osteophyte_complex": ("moderate", "severe"), "desiccation": ("severe", "near_complete"),
+            "endplate_change": ("present",), "annular_fissure": ("present",),
+        }[kind]
+        severity = severities[int(u_grade * len(severities))]
+        if kind in contour:  # one contour abnormality per disc: the focal lesion replaces a milder one
+            for other in contour:
+                by_key.pop((level, other), None)
+        by_key[(level, kind)] = _f(level, kind, severity)
+    order = {level: i for i, level in enumerate(latents.levels)}
+    return sorted(by_key.values(), key=lambda f: (order[f["level"]], f["condition"]))
 
 
 def _f(level: str, condition: str, severity: str) -> dict:

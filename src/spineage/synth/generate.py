@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +114,48 @@ def _check_output_folder(out: Path) -> None:
         raise UserError(f"Expected a writable folder for {out}, found: {error.strerror or error}") from None
 
 
+@dataclass
+class CohortTables:
+    """The drawn cohort before any image: subjects, outcomes, sessions and each session's findings."""
+
+    subjects: pd.DataFrame
+    outcomes: pd.DataFrame
+    sessions: pd.DataFrame
+    findings: list[list[dict]]  # one list per row of sessions
+    effects: object
+
+
+def draw_cohort_tables(n_subjects: int, settings: SynthSettings, seed: int) -> CohortTables:
+    """Draw everything but the images (fast: used by generation and by statistical tests).
+
+    Radiograph and VFA sessions get the findings of the subject at that age too,
+    so that their images show the same spine.
+    """
+    from spineage.synth.anatomy import default_levels
+    from spineage.synth.cohort import draw_subjects, plan_sessions
+    from spineage.synth.degeneration import draw_findings, draw_latents
+    from spineage.synth.outcomes import OutcomeEffects, simulate_outcomes
+    from spineage.synth.scanner import SITES
+
+    rng = _rng(seed, _TABLES)
+    subjects = draw_subjects(n_subjects, settings.lifestyle_effects, settings.noise_sd, rng)
+    try:
+        effects = OutcomeEffects(**settings.outcome_effects)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"Expected valid synth.outcome_effects, found: {error}") from None
+    outcomes = simulate_outcomes(subjects[["subject_id", "sex", "age", "bio_age"]], effects, rng)
+    fracture_grade = rng.choice([1, 2, 3], size=n_subjects, p=[0.5, 0.35, 0.15])
+    sessions = plan_sessions(subjects, [s.name for s in SITES], [s.weight for s in SITES], settings.repeat_fraction, rng)
+    latents = [draw_latents(default_levels(sup or None), _rng(seed, _LATENTS, i)) for i, sup in enumerate(subjects["supernumerary"])]
+    fractured = outcomes["prevalent_vertebral_fracture"].to_numpy().astype(bool)
+    sex = subjects["sex"].to_numpy()
+    findings = [
+        draw_findings(latents[i], float(bio_age), sex[i], bool(fractured[i]), int(fracture_grade[i]))
+        for i, bio_age in zip(sessions["subject_index"], sessions["bio_age"])
+    ]
+    return CohortTables(subjects, outcomes, sessions, findings, effects)
+
+
 def generate_cohort(
     out: Path,
     settings: SynthSettings,
@@ -143,10 +185,7 @@ def generate_cohort(
     """
     from tqdm import tqdm
 
-    from spineage.synth.cohort import draw_subjects, plan_sessions
-    from spineage.synth.degeneration import LOAD_SLOPE_PER_DECADE, draw_findings, draw_latents
-    from spineage.synth.anatomy import default_levels
-    from spineage.synth.outcomes import OutcomeEffects, simulate_outcomes
+    from spineage.synth.degeneration import LOAD_SLOPE_PER_DECADE
     from spineage.synth.scanner import SITES
 
     chosen = settings.profile(profile)
@@ -163,18 +202,9 @@ def generate_cohort(
         raise UserError(f"Expected {out} to be a folder, found a file")
     _check_output_folder(out)
 
-    rng = _rng(seed, _TABLES)
-    subjects = draw_subjects(n, settings.lifestyle_effects, settings.noise_sd, rng)
-    try:
-        effects = OutcomeEffects(**settings.outcome_effects)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"Expected valid synth.outcome_effects, found: {error}") from None
-    outcomes = simulate_outcomes(subjects[["subject_id", "sex", "age", "bio_age"]], effects, rng)
-    fracture_grade = rng.choice([1, 2, 3], size=n, p=[0.5, 0.35, 0.15])
-    sessions = plan_sessions(subjects, [s.name for s in SITES], [s.weight for s in SITES], settings.repeat_fraction, rng)
+    tables = draw_cohort_tables(n, settings, seed)
+    subjects, sessions, outcomes = tables.subjects, tables.sessions, tables.outcomes
     scanners = {s.name: s.scanner for s in SITES}
-
-    latents = [draw_latents(default_levels(sup or None), _rng(seed, _LATENTS, i)) for i, sup in enumerate(subjects["supernumerary"])]
     findings_rows: list[dict] = []
     tasks: list[dict] = []
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -185,7 +215,7 @@ def generate_cohort(
             i = session.subject_index
             subject = subjects.iloc[i]
             outcome = outcomes.iloc[i]
-            findings = draw_findings(latents[i], session.bio_age, subject.sex, bool(outcome.prevalent_vertebral_fracture), int(fracture_grade[i]))
+            findings = tables.findings[series_index]
             if session.modality == "mri_t2_sag":
                 findings_rows += [dict(series_id=session.series_id, **f) for f in findings]
             bmi = outcome.weight_kg / (outcome.height_cm / 100) ** 2
@@ -211,7 +241,7 @@ def generate_cohort(
             "repeat_fraction": settings.repeat_fraction,
             "mri_spacing_mm": list(chosen.mri_spacing_mm),
             "lifestyle_effects": settings.lifestyle_effects,
-            "outcome_effects": asdict(effects),
+            "outcome_effects": asdict(tables.effects),
             "spine_age_gap_sd": float(outcomes.attrs["sag_sd"]),
             "spine_age_gap_mean": float(outcomes.attrs["sag_mean"]),
             "degeneration_load_slope_per_decade": LOAD_SLOPE_PER_DECADE,

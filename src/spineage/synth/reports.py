@@ -24,7 +24,8 @@ Conventions of the text (what a reader has to know):
 Example:
     >>> import numpy as np
     >>> from spineage.synth.reports import write_report
-    >>> levels = [f"C{i}" for i in range(2, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    >>> levels = [f"C{i}" for i in range(2, 8)] + [f"T{i}" for i in range(1, 13)]
+    >>> levels += [f"L{i}" for i in range(1, 6)]
     >>> text = write_report(
     ...     [{"level": "L4", "condition": "disc_bulge", "severity": "mild"}],
     ...     levels,
@@ -275,8 +276,11 @@ def write_report(findings: list[dict], levels_present: Sequence[str], rng: np.ra
 
     Example:
         >>> import numpy as np
-        >>> levels = ["C2", "C3", "C4", "C5", "C6", "C7", "T1", "L5"]
-        >>> "unremarkable" in write_report([], levels, np.random.default_rng(3)).lower() or True
+        >>> levels = [f"C{i}" for i in range(2, 8)] + [f"T{i}" for i in range(1, 13)]
+        >>> levels += ["L1", "L2", "L3", "L4", "L5"]
+        >>> finding = {"level": "L5", "condition": "disc_bulge", "severity": "moderate"}
+        >>> text = write_report([finding], levels, np.random.default_rng(3))
+        >>> "L5/S1" in text or "L5-S1" in text
         True
     """
     return _ReportWriter(_validated(findings), tuple(levels_present), rng).write()
@@ -416,7 +420,8 @@ class _ReportWriter:
             int(self.rng.integers(len(_DISC_PHRASES[condition])))
         ]
         template = plural_form if plural else singular
-        text = _tidy(template.format(s=self._adjective(condition, severity), a=self._pick(_ADVERBS[severity])))
+        adjective, adverb = self._adjective(condition, severity), self._pick(_ADVERBS[severity])
+        text = _tidy(template.format(s=adjective, a=adverb))
         if kind == "count" and plural:
             kind = "plural"
         return text, kind
@@ -477,7 +482,7 @@ class _ReportWriter:
         return sentences
 
     def _merged_sentence(self, condition: str, groups: dict[tuple[str, str], list[str]]) -> str:
-        """One sentence for a condition seen at several severities: "Disc bulges: mild at ...; moderate at ..."."""
+        """One sentence for a condition at several severities: "Disc bulges: mild at ...; moderate at ..."."""
         parts = [
             f"{self._adjective(condition, severity)} at {self._levels_text(levels)}"
             for (group_condition, severity), levels in sorted(
@@ -533,7 +538,9 @@ class _ReportWriter:
             )))) + "."
         if condition == "kyphosis_or_lordosis":
             if v:
-                return _capitalised(_tidy(self._pick((f"{s} focal kyphosis at {v}", f"{s} kyphotic angulation at {v}")))) + "."
+                return _capitalised(_tidy(self._pick((
+                    f"{s} focal kyphosis at {v}", f"{s} kyphotic angulation at {v}",
+                )))) + "."
             return _capitalised(_tidy(self._pick((
                 f"{s} accentuated thoracic kyphosis",
                 f"{s} exaggerated thoracic kyphosis",
@@ -602,7 +609,8 @@ class _ReportWriter:
             f"{_capitalised(severity)} wedge compression fracture of the {where} vertebral body.",
             f"Genant grade {grade} compression fracture of {where}.",
             f"Compression fracture of {where}, Genant grade {grade} ({severity}).",
-            f"{_capitalised(severity)} {where} compression fracture." if v else f"{_capitalised(severity)} compression fracture.",
+            f"{_capitalised(severity)} {v} compression fracture." if v
+            else f"{_capitalised(severity)} compression fracture.",
         ))
 
     def _listhesis(self, level: str, severity: str) -> str:
@@ -612,7 +620,9 @@ class _ReportWriter:
         upper, lower = self._vertebra(level), self._vertebra(vertebra_below(level, self.levels_present))
         if severity in _GRADES:
             arabic, roman = _GRADES[severity]
-            grade = self._pick((f"grade {arabic}", f"grade {roman}", severity, f"{severity} (grade {arabic})"))
+            grade = self._pick(
+                (f"grade {arabic}", f"grade {roman}", severity, f"{severity} (grade {arabic})")
+            )
         else:
             grade = ""
         slip = "retrolisthesis" if self._chance(0.1) else "anterolisthesis"
@@ -628,13 +638,15 @@ class _ReportWriter:
             count = "six" if level == "L6" else "seven"
             return _capitalised(_tidy(self._pick((
                 f"{s} lumbosacral transitional vertebra ({count} lumbar-type vertebrae), labelled {level}",
-                f"there are {count} lumbar-type vertebrae; the lowest, {level}, is a {s} lumbosacral transitional vertebra",
+                f"there are {count} lumbar-type vertebrae; the lowest, {level}, "
+                f"is a {s} lumbosacral transitional vertebra",
                 f"{s} transitional lumbosacral anatomy with a supernumerary {level} vertebra",
             )))) + "."
         if level == "T13":
             v = self._vertebra(level)
             return _capitalised(_tidy(self._pick((
-                f"thirteen rib-bearing vertebrae; the supernumerary {s} transitional vertebra is labelled {v}",
+                f"thirteen rib-bearing vertebrae; "
+                f"the supernumerary {s} transitional vertebra is labelled {v}",
                 f"{s} thoracolumbar transitional vertebra ({v})",
                 f"there are 13 thoracic-type vertebrae ({s} transitional vertebra {v})",
             )))) + "."
@@ -646,7 +658,10 @@ class _ReportWriter:
 
     def _negations(self) -> list[tuple[str, str]]:
         """Neutral statements about absent conditions, each with where it may go (region or "other")."""
-        absent = lambda *conditions: not any(c in self.present for c in conditions)  # noqa: E731
+
+        def absent(*conditions: str) -> bool:
+            return not any(condition in self.present for condition in conditions)
+
         calibre = "calibre" if self.british else "caliber"
         visualised = "visualised" if self.british else "visualized"
         candidates: list[tuple[str, tuple[str, ...]]] = []
@@ -835,7 +850,8 @@ class _ReportWriter:
                 f"Degenerative changes as described above, predominantly in the {worst} spine.",
                 f"Degenerative disc changes, predominantly {worst}, as described.",
             ]
-            if len({level for region in REGIONS for levels in groups[region].values() for level in levels}) > 1:
+            discs = {level for region in REGIONS for levels in groups[region].values() for level in levels}
+            if len(discs) > 1:
                 options.append("Multilevel degenerative changes as detailed above.")
             else:
                 options.append("Degenerative changes as described above.")

@@ -124,7 +124,7 @@ def _projection(anatomy: SpineAnatomy, z_top: float, z_bottom: float, y_back: fl
     rows, cols = shape
     z = np.linspace(z_top, z_bottom, rows, dtype=np.float32)
     y = np.linspace(y_back, y_front, cols, dtype=np.float32)
-    n_x = 24
+    n_x = 12  # 3 cm apart across the body: the projection is smooth along this axis
     x = np.linspace(-half_width, half_width, n_x, dtype=np.float32)
     rendered = rasterize(anatomy, x, y, z, properties=("mu",))
     step = float(x[1] - x[0])

@@ -57,6 +57,10 @@ MRI_POSTERIOR_MM = -110.0
 """Posterior edge of the field of view relative to the posterior wall of the C2 body."""
 
 
+VFA_FULL_SCALE = 2.5
+"""Log-attenuation shown as full white in DXA VFA images (a fixed calibration)."""
+
+
 def site_by_name(name: str) -> Site:
     """The :class:`Site` called ``name``."""
     for site in SITES:
@@ -133,19 +137,33 @@ def _projection(anatomy: SpineAnatomy, z_top: float, z_bottom: float, y_back: fl
     return path.T, bone.T
 
 
-def _detector(path: np.ndarray, out_shape: tuple[int, int], exposure: float, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Log-transmission with quantum noise, upsampled to the detector and stored as 12 bits in uint16."""
+def _detector(path: np.ndarray, out_shape: tuple[int, int], exposure: float, noise: float, rng: np.random.Generator, calibrated_max: float | None = None) -> np.ndarray:
+    """Log-transmission with quantum noise, upsampled to the detector and stored as 12 bits in uint16.
+
+    Args:
+        path: line integrals of attenuation on a coarse (rows, cols) grid.
+        out_shape: the detector's (rows, cols).
+        exposure: attenuation per unit of path.
+        noise: SD of electronic noise after the log.
+        rng: the noise source.
+        calibrated_max: DXA is quantitative: a fixed log-attenuation maps to full scale, so
+            bone density shows in the values. Without it, radiograph processing equalises
+            large-scale thickness (unsharp masking) and windows each image on its percentiles.
+    """
     from scipy.ndimage import gaussian_filter, zoom
 
     transmitted = np.exp(-path * exposure)
     counts = rng.poisson(transmitted * 4000.0).astype(np.float32) + 1.0
-    log_signal = -np.log(counts / 4000.0)  # bright where attenuation is high, as radiographs are shown
-    # Detector processing equalises large-scale thickness so that bone edges stand out (unsharp masking).
-    log_signal = log_signal - 0.6 * gaussian_filter(log_signal, sigma=max(path.shape) / 24)
+    log_signal = -np.log(counts / 4001.0)  # bright where attenuation is high, as radiographs are shown
+    if calibrated_max is None:
+        log_signal = log_signal - 0.6 * gaussian_filter(log_signal, sigma=max(path.shape) / 24)
     factors = (out_shape[0] / path.shape[0], out_shape[1] / path.shape[1])
     image = zoom(log_signal, factors, order=1)[: out_shape[0], : out_shape[1]]
     image += rng.normal(0.0, noise, image.shape).astype(np.float32)
-    low, high = np.percentile(image, [0.5, 99.8])
+    if calibrated_max is None:
+        low, high = np.percentile(image, [0.5, 99.8])
+    else:
+        low, high = 0.0, calibrated_max
     scaled = np.clip((image - low) / max(high - low, 1e-6), 0.0, 1.0)
     return np.rint(scaled * 4095).astype(np.uint16)
 
@@ -175,4 +193,4 @@ def acquire_vfa(anatomy: SpineAnatomy, shape: tuple[int, int], rng: np.random.Ge
     half = (shape[0] // 2, shape[1] // 2)
     path, bone = _projection(anatomy, z_top, z_bottom, -0.45 * width, 0.55 * width, half, 160.0 * anatomy.scale)
     residual_soft_tissue = 0.03 * path
-    return _detector(bone + residual_soft_tissue, shape, exposure=0.01, noise=0.03, rng=rng)
+    return _detector(bone + residual_soft_tissue, shape, exposure=0.01, noise=0.01, rng=rng, calibrated_max=VFA_FULL_SCALE)

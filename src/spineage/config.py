@@ -66,6 +66,33 @@ class SynthSettings:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    """Settings of the table gates (the ``validation`` section).
+
+    Args:
+        age_min: youngest plausible age at scan, in years.
+        age_max: oldest plausible age at scan, in years.
+    """
+
+    age_min: float = 18.0
+    age_max: float = 100.0
+
+
+def parse_validation(raw: Any) -> ValidationSettings:
+    """Turn the ``validation`` section of params.yaml into :class:`ValidationSettings`."""
+    if not isinstance(raw, dict):
+        raise UserError(f"Expected a mapping for validation, found {raw!r}")
+    unknown = sorted(set(raw) - {"age_min", "age_max"})
+    if unknown:
+        raise UserError(f"Expected validation settings among ['age_max', 'age_min'], found {unknown}")
+    age_min = float(_number(raw, "age_min", 18.0, "validation", 0, 150))
+    age_max = float(_number(raw, "age_max", 100.0, "validation", 0, 150))
+    if age_min >= age_max:
+        raise UserError(f"Expected validation.age_min below validation.age_max, found {age_min:g} and {age_max:g}")
+    return ValidationSettings(age_min=age_min, age_max=age_max)
+
+
+@dataclass(frozen=True)
 class Params:
     """All settings of the pipeline."""
 
@@ -73,11 +100,12 @@ class Params:
     data_source: str
     synth: SynthSettings
     path: Path | None = None
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
 
 
 BUILTIN_PROFILES: dict[str, SynthProfile] = {
     "ci": SynthProfile("ci", 40, (8.0, 4.0, 4.0), (256, 128)),
-    "default": SynthProfile("default", 1000, (4.0, 2.0, 2.0), (512, 256)),
+    "default": SynthProfile("default", 600, (4.0, 2.0, 2.0), (512, 256)),
     "full": SynthProfile("full", 17200, (3.0, 1.0, 1.0), (1024, 512)),
 }
 
@@ -136,7 +164,8 @@ def parse_params(raw: dict[str, Any], path: Path | None = None) -> Params:
         profiles=profiles,
     )
     synth.profile()  # fail early on an unknown profile name
-    return Params(seed=seed, data_source=source, synth=synth, path=path)
+    validation = parse_validation(raw.get("validation") or {})
+    return Params(seed=seed, data_source=source, synth=synth, path=path, validation=validation)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

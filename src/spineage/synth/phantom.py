@@ -181,17 +181,17 @@ class SpineFrame:
         """World y of the posterior body line at height z (extrapolated flat beyond the ends)."""
         return np.interp(z, self._z_sorted, self._y_at_z)
 
-    def rows(self, s0: float, s1: float) -> Box:
-        """The (y, z) box holding every spine voxel whose s lies in [s0, s1].
+    def rows(self, s0: float, s1: float, d0: float = -SPINE_BAND_MM[0], d1: float = SPINE_BAND_MM[1]) -> Box:
+        """The (y, z) box holding every voxel with s in [s0, s1] and d in [d0, d1].
 
-        Only the band of columns near the spine is kept: spine structures never
-        reach further, and it saves most of the work.
+        Painting a structure only inside its own box saves most of the work.
         """
         hit = np.nonzero((self.row_smax >= s0) & (self.row_smin <= s1))[0]
         if hit.size == 0:
             return (slice(0, 0), slice(0, 0))
         zs = slice(int(hit.min()), int(hit.max()) + 1)
-        band = np.nonzero(((self.D[:, zs] > -SPINE_BAND_MM[0]) & (self.D[:, zs] < SPINE_BAND_MM[1])).any(axis=1))[0]
+        inside_s = (self.S[:, zs] >= s0) & (self.S[:, zs] <= s1)
+        band = np.nonzero((inside_s & (self.D[:, zs] > d0) & (self.D[:, zs] < d1)).any(axis=1))[0]
         if band.size == 0:
             return (slice(0, 0), zs)
         return (slice(int(band.min()), int(band.max()) + 1), zs)
@@ -387,7 +387,7 @@ def _paint_spine(painter: Painter, frame: SpineFrame, rng: np.random.Generator) 
     # Canal: CSF from the foramen magnum to S2, narrowed by stenosis and congenital narrowing.
     canal_ap = np.array([v.canal_ap for v in anatomy.vertebrae]) * anatomy.canal_factor
     canal_centres = body_tops + np.array([v.height for v in anatomy.vertebrae]) / 2
-    rows = frame.rows(-40.0, sacrum_top + 40.0)
+    rows = frame.rows(-40.0, sacrum_top + 40.0, -float(canal_ap.max()) - 8.0, 6.0)
     S, D, X = frame.local(rows)
     ap = np.interp(S, canal_centres, canal_ap).astype(np.float32)
     posterior_wall = -ap
@@ -418,10 +418,10 @@ def _paint_spine(painter: Painter, frame: SpineFrame, rng: np.random.Generator) 
         ap = vertebra.canal_ap * anatomy.canal_factor
         label = vertebra_label(vertebra.level)
         # Posterior elements: lamina and spinous process, sloping down in the thorax.
-        rows = frame.rows(top - 10, bottom + 35)
-        S, D, X = frame.local(rows)
         slope = 0.9 if vertebra.level.startswith("T") else 0.25
         length = (22.0 if vertebra.level.startswith("C") else 30.0) * sc * (1.4 if vertebra.level == "C7" else 1.0)
+        rows = frame.rows(top - 10, bottom + 35, -(ap + length + 10.0), 6.0)
+        S, D, X = frame.local(rows)
         behind = -ap - D  # depth behind the canal
         s_shifted = S - slope * np.clip(behind, 0, None)
         process_sd = _max([
@@ -457,7 +457,8 @@ def _paint_spine(painter: Painter, frame: SpineFrame, rng: np.random.Generator) 
         next_width = anatomy.vertebrae[index + 1].width if index + 1 < len(anatomy.vertebrae) else vertebra.width
         depth = (vertebra.depth + next_depth) / 2
         width = (vertebra.width + next_width) / 2
-        rows = frame.rows(disc_top - 12, disc_bottom + 12)
+        reach = disc.bulge + 1.6 * disc.focal + disc.osteophyte + disc.uncovertebral + 10.0
+        rows = frame.rows(disc_top - 12, disc_bottom + 12, -reach, depth + disc.bulge + disc.osteophyte + 8.0)
         S, D, X = frame.local(rows)
         lateral = np.clip(1.0 - (2 * X / width) ** 2, 0.0, 1.0)
         posterior = -disc.bulge * np.sqrt(lateral) - disc.focal * np.exp(-((X - disc.focal_x) ** 2) / (2 * (6.0 * sc) ** 2))
@@ -503,9 +504,9 @@ def _paint_spine(painter: Painter, frame: SpineFrame, rng: np.random.Generator) 
         top = body_tops[index]
         bottom = top + vertebra.height
         label = vertebra_label(vertebra.level)
-        rows = frame.rows(top - 8, bottom + 8)
-        S, D, X = frame.local(rows)
         depth, width = vertebra.depth, vertebra.width
+        rows = frame.rows(top - 8, bottom + 8, -8.0, depth + 8.0)
+        S, D, X = frame.local(rows)
         # A wedge fracture lowers the anterior part of the superior endplate.
         top_line = top + vertebra.wedge * vertebra.height * 1.6 * np.clip(D / depth, 0, 1)
         narrowing = 1.0 if vertebra.level != "C2" else np.clip((S - top) / (0.4 * vertebra.height), 0.45, 1.0)
@@ -531,7 +532,7 @@ def _paint_spine(painter: Painter, frame: SpineFrame, rng: np.random.Generator) 
             painter.paint(rows, painter.region(rows, lesion), 0.8, bone_mu * 0.7, label=label)
 
     # Sacrum: a tapering, posteriorly curving block of fused segments with its canal.
-    rows = frame.rows(sacrum_top - 5, sacrum_top + SACRUM_LENGTH + 5)
+    rows = frame.rows(sacrum_top - 5, sacrum_top + SACRUM_LENGTH + 5, -30.0, anatomy.vertebrae[-1].depth + 10.0)
     S, D, X = frame.local(rows)
     t = np.clip((S - sacrum_top) / SACRUM_LENGTH, 0, 1)
     depth = anatomy.vertebrae[-1].depth * (1.0 - 0.7 * t)

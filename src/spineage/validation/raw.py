@@ -1,0 +1,301 @@
+"""The raw-cohort gate: the input contract of ``shared/docs/DESIGN.md`` as expectations.
+
+:func:`validate_raw_cohort` reads the raw-cohort folder (``participants.csv``,
+``sessions.csv``, ``findings.csv``, and ``lifestyle.csv`` / ``outcomes.csv``
+when present), adds the computed columns the checks need (does the image file
+exist, the text of each numeric cell), and runs :func:`raw_checks` through
+Great Expectations:
+
+* participants: subject ids present and unique, sex F or M, birth year a year;
+* sessions: series ids present and unique, subject in participants.csv, age a
+  number within ``validation.age_min``-``age_max``, modality one of
+  :data:`~spineage.findings.vocabulary.MODALITIES`, every image (and label) file
+  on disk;
+* findings: series in sessions.csv, condition in the vocabulary, severity one
+  of the condition's own (the logic of
+  :func:`~spineage.findings.vocabulary.check_finding`), level one of the 26 or
+  empty, and never empty for a degenerative condition;
+* lifestyle: packs per day >= 0, alcohol 0-7 days a week, sedentary 0-24 hours
+  a day, work and exercise in their categories;
+* outcomes: T-scores, heights, weights and follow-up times in plausible
+  ranges, 0/1 flags, fracture types.
+
+Cells are read as text first, so that "abc" in a numeric column is reported as
+such rather than breaking the run.
+
+Example:
+    >>> from spineage.config import ValidationSettings
+    >>> result = validate_raw_cohort("data/raw", ValidationSettings())  # doctest: +SKIP
+    >>> result.success  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from spineage.errors import UserError
+from spineage.findings.vocabulary import (
+    ALL_CONDITIONS,
+    DEGENERATIVE_CONDITIONS,
+    DEGENERATIVE_SEVERITIES,
+    LEVELS,
+    MODALITIES,
+    OTHER_FINDINGS,
+    PATHOLOGIES,
+    PATHOLOGY_SEVERITIES,
+)
+from spineage.validation.gate import Check, GateResult, Table, run_gate, write_gate_result
+
+if TYPE_CHECKING:
+    from spineage.config import ValidationSettings
+
+SEXES: tuple[str, ...] = ("F", "M")
+WORK_LEVELS: tuple[str, ...] = ("sedentary", "moderate", "heavy")
+EXERCISE_LEVELS: tuple[str, ...] = ("none", "moderate", "vigorous")
+"""Lifestyle categories of the input contract (DESIGN.md), not the generator's: the gate checks the generator too."""
+
+VALID_CONDITION_SEVERITIES: tuple[tuple[str, str], ...] = tuple(
+    (condition, severity) for condition, severities in DEGENERATIVE_SEVERITIES.items() for severity in severities
+) + tuple((condition, severity) for condition in PATHOLOGIES + OTHER_FINDINGS for severity in PATHOLOGY_SEVERITIES)
+"""Every (condition, severity) pair :func:`~spineage.findings.vocabulary.check_finding` accepts."""
+
+T_SCORE_COLUMNS: tuple[str, ...] = ("bmd_t_lumbar", "bmd_t_femoral_neck", "bmd_t_total_hip")
+BINARY_OUTCOME_COLUMNS: tuple[str, ...] = (
+    "osteoporosis",
+    "prevalent_vertebral_fracture",
+    "diabetes",
+    "glucocorticoids",
+    "rheumatoid_arthritis",
+    "spinal_prosthesis",
+    "death",
+    "incident_fracture",
+)
+FRACTURE_TYPES: tuple[str, ...] = ("vertebral", "non_vertebral")
+
+NUMBER_PATTERN = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+"""A decimal number as written in a CSV cell."""
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "participants.csv": ("subject_id", "sex"),
+    "sessions.csv": ("series_id", "subject_id", "age", "modality", "image"),
+    "findings.csv": ("series_id", "level", "condition", "severity"),
+    "lifestyle.csv": ("subject_id", "packs_per_day", "alcohol_days_per_week", "sedentary_hours_per_day", "work", "exercise"),
+    "outcomes.csv": ("subject_id",),
+}
+"""The minimum columns of each table (DESIGN.md, "The raw cohort")."""
+
+NUMERIC_COLUMNS: dict[str, tuple[str, ...]] = {
+    "participants.csv": ("birth_year",),
+    "sessions.csv": ("age",),
+    "lifestyle.csv": ("packs_per_day", "alcohol_days_per_week", "sedentary_hours_per_day"),
+    "outcomes.csv": T_SCORE_COLUMNS
+    + BINARY_OUTCOME_COLUMNS
+    + ("height_cm", "weight_kg", "followup_years", "fracture_followup_years"),
+}
+
+KEYS: dict[str, tuple[str, ...]] = {
+    "participants.csv": ("subject_id",),
+    "sessions.csv": ("series_id",),
+    "findings.csv": ("series_id", "level"),
+    "lifestyle.csv": ("subject_id",),
+    "outcomes.csv": ("subject_id",),
+}
+
+
+def written_column(column: str) -> str:
+    """The computed column holding a numeric column's cells as written (text)."""
+    return f"{column} (as written)"
+
+
+def read_raw_tables(data: str | Path) -> tuple[list[Table], list[str]]:
+    """Read the raw cohort's tables, with the computed columns the checks use.
+
+    Returns:
+        The tables, and notes on the optional tables that are absent.
+
+    Raises:
+        UserError: if the folder, participants.csv or sessions.csv is missing, if
+            neither findings.csv nor reports/ is there, or if a table is not CSV.
+    """
+    data = Path(data)
+    if not data.is_dir():
+        raise UserError(f"Expected a raw-cohort folder at {data}, found {'a file' if data.exists() else 'nothing'} there")
+    notes: list[str] = []
+    tables: list[Table] = []
+    for name in ("participants.csv", "sessions.csv", "findings.csv", "lifestyle.csv", "outcomes.csv"):
+        path = data / name
+        if not path.is_file():
+            if name in ("participants.csv", "sessions.csv"):
+                raise UserError(f"Expected {name} in the raw cohort {data}, found no such file")
+            if name == "findings.csv":
+                if not (data / "reports").is_dir():
+                    raise UserError(f"Expected findings.csv or a reports/ folder in the raw cohort {data}, found neither")
+                notes.append("findings.csv absent: findings come from reports/, read by the findings stage")
+            else:
+                notes.append(f"{name} absent: not checked")
+            continue
+        frame = _read_csv(path)
+        for column in NUMERIC_COLUMNS.get(name, ()):
+            if column in frame.columns:
+                frame[written_column(column)] = frame[column]
+                frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        if name == "sessions.csv":
+            _add_file_checks(frame, data)
+        tables.append(Table(name, frame, KEYS[name]))
+    return tables, notes
+
+
+def raw_checks(tables: list[Table], settings: ValidationSettings) -> list[Check]:
+    """The expectations on each table of the raw cohort, in the order failures are printed.
+
+    Args:
+        tables: as :func:`read_raw_tables` returns them (the referential checks
+            take their value sets from participants.csv and sessions.csv).
+        settings: the ``validation`` section of params.yaml (the age range).
+    """
+    frames = {table.name: table.frame for table in tables}
+    checks: list[Check] = []
+    for name in frames:
+        checks.append(
+            Check(name, "ExpectTableColumnsToMatchSet", "the required columns are present",
+                  kwargs={"column_set": list(REQUIRED_COLUMNS[name]), "exact_match": False})
+        )
+        for column in NUMERIC_COLUMNS.get(name, ()):
+            checks.append(Check(name, "ExpectColumnValuesToMatchRegex", "a number", column=written_column(column), kwargs={"regex": NUMBER_PATTERN}))
+    subjects = _ids(frames["participants.csv"], "subject_id")
+    series = _ids(frames["sessions.csv"], "series_id")
+
+    checks += [
+        _not_null("participants.csv", "subject_id"),
+        Check("participants.csv", "ExpectColumnValuesToBeUnique", "one row per subject", column="subject_id"),
+        _not_null("participants.csv", "sex"),
+        _in_set("participants.csv", "sex", SEXES, "sex is F or M"),
+        _between("participants.csv", "birth_year", 1850, 2100, "birth year between 1850 and 2100"),
+        _not_null("sessions.csv", "series_id"),
+        Check("sessions.csv", "ExpectColumnValuesToBeUnique", "one row per series", column="series_id"),
+        _not_null("sessions.csv", "subject_id"),
+        _in_set("sessions.csv", "subject_id", subjects, "the subject is in participants.csv"),
+        _not_null("sessions.csv", "age"),
+        _between("sessions.csv", "age", settings.age_min, settings.age_max,
+                 f"age between {settings.age_min:g} and {settings.age_max:g} years (validation.age_min/age_max)"),
+        _not_null("sessions.csv", "modality"),
+        _in_set("sessions.csv", "modality", MODALITIES, f"modality one of {', '.join(MODALITIES)}"),
+        _not_null("sessions.csv", "image"),
+        Check("sessions.csv", "ExpectColumnValuesToBeInSet", "the image file exists in the cohort folder",
+              column="image_exists", kwargs={"value_set": [True]}, show=("image",)),
+        Check("sessions.csv", "ExpectColumnValuesToBeInSet", "the label file, when given, exists in the cohort folder",
+              column="label_exists", kwargs={"value_set": [True]}, show=("label",)),
+    ]
+    if "findings.csv" in frames:
+        checks += [
+            _not_null("findings.csv", "series_id"),
+            _in_set("findings.csv", "series_id", series, "the series is in sessions.csv"),
+            _not_null("findings.csv", "condition"),
+            _in_set("findings.csv", "condition", ALL_CONDITIONS, "a condition of the findings vocabulary"),
+            Check("findings.csv", "ExpectColumnPairValuesToBeInSet", "a severity the condition allows",
+                  kwargs={"column_A": "condition", "column_B": "severity", "value_pairs_set": list(VALID_CONDITION_SEVERITIES)},
+                  only_where=("condition", ALL_CONDITIONS)),
+            _in_set("findings.csv", "level", LEVELS, "a level from C2 to L7, or empty"),
+            Check("findings.csv", "ExpectColumnValuesToNotBeNull", "a degenerative finding has a level",
+                  column="level", only_where=("condition", DEGENERATIVE_CONDITIONS)),
+        ]
+    if "lifestyle.csv" in frames:
+        checks += [
+            Check("lifestyle.csv", "ExpectColumnValuesToBeUnique", "one row per subject", column="subject_id"),
+            _in_set("lifestyle.csv", "subject_id", subjects, "the subject is in participants.csv"),
+            _between("lifestyle.csv", "packs_per_day", 0, None, "packs per day >= 0"),
+            _between("lifestyle.csv", "alcohol_days_per_week", 0, 7, "alcohol days per week between 0 and 7"),
+            _between("lifestyle.csv", "sedentary_hours_per_day", 0, 24, "sedentary hours per day between 0 and 24"),
+            _in_set("lifestyle.csv", "work", WORK_LEVELS, f"work one of {', '.join(WORK_LEVELS)}"),
+            _in_set("lifestyle.csv", "exercise", EXERCISE_LEVELS, f"exercise one of {', '.join(EXERCISE_LEVELS)}"),
+        ]
+    if "outcomes.csv" in frames:
+        checks += [
+            Check("outcomes.csv", "ExpectColumnValuesToBeUnique", "one row per subject", column="subject_id"),
+            _in_set("outcomes.csv", "subject_id", subjects, "the subject is in participants.csv"),
+        ]
+        checks += [_between("outcomes.csv", column, -10, 10, "a T-score between -10 and 10") for column in T_SCORE_COLUMNS]
+        checks += [_in_set("outcomes.csv", column, (0, 1), "0 or 1") for column in BINARY_OUTCOME_COLUMNS]
+        checks += [
+            _between("outcomes.csv", "height_cm", 50, 250, "height between 50 and 250 cm"),
+            _between("outcomes.csv", "weight_kg", 20, 400, "weight between 20 and 400 kg"),
+            _between("outcomes.csv", "followup_years", 0, 100, "follow-up between 0 and 100 years"),
+            _between("outcomes.csv", "fracture_followup_years", 0, 100, "fracture follow-up between 0 and 100 years"),
+            _in_set("outcomes.csv", "incident_fracture_type", FRACTURE_TYPES, "vertebral, non_vertebral or empty"),
+        ]
+    return checks
+
+
+def validate_raw_cohort(
+    data: str | Path,
+    settings: ValidationSettings,
+    report: str | Path | None = None,
+) -> GateResult:
+    """Validate the raw-cohort folder ``data`` and write the result as JSON to ``report``.
+
+    Args:
+        data: the raw-cohort folder (e.g. ``data/raw``).
+        settings: the ``validation`` section of params.yaml.
+        report: where to write the JSON result (pass or fail); None writes nothing.
+
+    Returns:
+        The :class:`~spineage.validation.gate.GateResult`; its ``success`` says
+        whether the cohort passed.
+
+    Raises:
+        UserError: if the folder or a required table is missing or unreadable.
+    """
+    tables, notes = read_raw_tables(data)
+    result = run_gate(
+        "raw",
+        tables,
+        raw_checks(tables, settings),
+        source=str(data),
+        notes=tuple(notes),
+        settings={"age_min": settings.age_min, "age_max": settings.age_max},
+    )
+    if report is not None:
+        write_gate_result(result, Path(report))
+    return result
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Every cell as text, empty cells as None (so that "NA" stays "NA" and "abc" is visible)."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"Expected a header row in {path}, found an empty file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise UserError(f"Expected a CSV table in {path}: {str(error).splitlines()[0]}") from None
+    frame.columns = [str(column).strip() for column in frame.columns]
+    return frame.apply(lambda column: column.str.strip()).replace({"": None})
+
+
+def _add_file_checks(sessions: pd.DataFrame, data: Path) -> None:
+    """Computed columns ``image_exists`` and ``label_exists`` (None where no label is given)."""
+    if "image" in sessions.columns:
+        sessions["image_exists"] = [None if path is None else (data / path).exists() for path in sessions["image"]]
+    if "label" in sessions.columns:
+        sessions["label_exists"] = [None if path is None else (data / path).exists() for path in sessions["label"]]
+
+
+def _ids(frame: pd.DataFrame, column: str) -> list[str]:
+    if column not in frame.columns:
+        return []
+    return sorted(frame[column].dropna().unique().tolist())
+
+
+def _not_null(table: str, column: str) -> Check:
+    return Check(table, "ExpectColumnValuesToNotBeNull", "never empty", column=column)
+
+
+def _in_set(table: str, column: str, values, rule: str) -> Check:
+    return Check(table, "ExpectColumnValuesToBeInSet", rule, column=column, kwargs={"value_set": list(values)})
+
+
+def _between(table: str, column: str, low: float | None, high: float | None, rule: str) -> Check:
+    return Check(table, "ExpectColumnValuesToBeBetween", rule, column=column, kwargs={"min_value": low, "max_value": high})

@@ -51,11 +51,16 @@ class Table:
         name: what the user knows it by, e.g. ``"sessions.csv"``.
         frame: its rows, with any computed columns the checks need.
         keys: columns naming a row (e.g. ``series_id``), shown beside example values.
+        unit: what a row is, in the failure lines ("rows", or "values" for a table in long form).
+        derived: True for a table made from another one (a long form, an index):
+            checked, but left out of the summary's row counts.
     """
 
     name: str
     frame: pd.DataFrame
     keys: tuple[str, ...] = ()
+    unit: str = "rows"
+    derived: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class Outcome:
     unexpected_count: int | None = None
     examples: tuple[str, ...] = ()
     detail: str = ""
+    unit: str = "rows"
 
     def line(self) -> str:
         """One line saying what failed, where, on how many rows, with examples."""
@@ -119,7 +125,7 @@ class Outcome:
         if not self.evaluated:
             return f"{head} could not be evaluated: {self.detail}"
         if self.unexpected_count is not None:
-            head += f" on {self.unexpected_count} of {self.element_count} rows"
+            head += f" on {self.unexpected_count} of {self.element_count} {self.unit}"
         elif self.detail:
             head += f": {self.detail}"
         if self.examples:
@@ -260,7 +266,7 @@ def run_gate(
     return GateResult(
         gate=gate,
         source=source,
-        tables={table.name: len(table.frame) for table in tables},
+        tables={table.name: len(table.frame) for table in tables if not table.derived},
         outcomes=tuple(outcomes[index] for index in range(len(checks))),
         notes=tuple(notes),
         settings=dict(settings or {}),
@@ -269,7 +275,9 @@ def run_gate(
 
 def _validate_with_gx(tables: dict[str, Table], checks: dict[int, Check]) -> dict[int, Outcome]:
     """One ephemeral context, one asset + suite + validation definition per table."""
-    gx = _import_gx()
+    if not checks:
+        return {}
+    gx = import_great_expectations()
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.row_conditions import Column
 
@@ -284,7 +292,7 @@ def _validate_with_gx(tables: dict[str, Table], checks: dict[int, Check]) -> dic
         name = f"t{number}_{re.sub(r'[^A-Za-z0-9_]+', '_', table.name)}"
         asset = data_source.add_dataframe_asset(name=name)
         batch = asset.add_batch_definition_whole_dataframe(name)
-        suite = context.suites.add(gx.ExpectationSuite(name=name))
+        expectations = []
         for index, check in table_checks:
             kwargs = dict(check.kwargs)
             if check.column is not None:
@@ -292,8 +300,9 @@ def _validate_with_gx(tables: dict[str, Table], checks: dict[int, Check]) -> dic
             if check.only_where is not None:
                 column, values = check.only_where
                 kwargs["row_condition"] = Column(column).is_in(list(values))
-            expectation = getattr(gx.expectations, check.expectation)(**kwargs, meta={"check": index})
-            suite.add_expectation(expectation)
+            expectations.append(getattr(gx.expectations, check.expectation)(**kwargs, meta={"check": index}))
+        # All at once: suite.add_expectation re-serialises the whole suite on every call.
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
         keys = [key for key in table.keys if key in table.frame.columns]
         shown = sorted({column for _, check in table_checks for column in check.show} - set(keys))
@@ -301,19 +310,20 @@ def _validate_with_gx(tables: dict[str, Table], checks: dict[int, Check]) -> dic
         validation = _quietly(lambda: definition.run(batch_parameters={"dataframe": table.frame}, result_format=result_format))
         for expectation_result in validation.results:
             index = int(expectation_result.expectation_config.meta["check"])
-            outcomes[index] = _outcome(checks[index], expectation_result, keys)
+            outcomes[index] = _outcome(checks[index], expectation_result, keys, table.unit)
     return outcomes
 
 
-def _import_gx():
+def import_great_expectations():
     """Import great_expectations with its analytics, progress bars and chatter turned off."""
     import logging
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     import great_expectations as gx
 
+    # After the import: one GX module sets its own logger to INFO when it is imported.
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.ERROR)
     return gx
 
 
@@ -326,7 +336,7 @@ def _quietly(run):
         return run()
 
 
-def _outcome(check: Check, result: Any, keys: list[str]) -> Outcome:
+def _outcome(check: Check, result: Any, keys: list[str], unit: str) -> Outcome:
     """Turn one GX ExpectationValidationResult into an :class:`Outcome`."""
     info = result.exception_info or {}
     raised = [value for value in info.values() if isinstance(value, dict) and value.get("raised_exception")]
@@ -345,6 +355,7 @@ def _outcome(check: Check, result: Any, keys: list[str]) -> Outcome:
         element_count=details.get("element_count"),
         unexpected_count=details.get("unexpected_count"),
         examples=_examples(check, details, keys),
+        unit=unit,
     )
 
 
@@ -361,16 +372,22 @@ def _columns_outcome(check: Check, success: bool, details: dict[str, Any]) -> Ou
         moved = [(position, want, got) for position, (want, got) in enumerate(zip(expected, observed)) if want != got]
         count = len(moved)
         examples = [f"position {position}: expected {want}, found {got}" for position, want, got in moved]
-    detail = f"{len(observed)} columns, {count} wrong" if not success else ""
+    if success:
+        detail = ""
+    elif exact:
+        detail = f"found {len(observed)} columns where {len(expected)} were expected"
+    else:
+        detail = f"{len(missing)} of the {len(expected)} required columns missing"
     return Outcome(check, success=success, element_count=None, unexpected_count=None, examples=tuple(examples[:20]), detail=detail)
 
 
 def _examples(check: Check, details: dict[str, Any], keys: list[str]) -> tuple[str, ...]:
-    """Up to 20 distinct example values, each with the keys of a row holding it."""
+    """Up to 20 distinct example values, each with the keys of the first row holding it."""
     values = details.get("partial_unexpected_list") or []
     indexed = details.get("partial_unexpected_index_list") or []
     shown_columns = list(check.show) or ([check.column] if check.column else [check.kwargs.get("column_A"), check.kwargs.get("column_B")])
     examples: list[str] = []
+    seen: set[str] = set()
     for position, value in enumerate(values if values else indexed):
         row = indexed[position] if position < len(indexed) and isinstance(indexed[position], dict) else {}
         if check.show and row:
@@ -379,10 +396,11 @@ def _examples(check: Check, details: dict[str, Any], keys: list[str]) -> tuple[s
             text = "/".join(_short(part) for part in value)
         else:
             text = _short(value)
+        if text in seen:
+            continue
+        seen.add(text)
         where = " ".join(str(row[key]) for key in keys if key in row and key not in shown_columns)
-        example = f"{text} ({where})" if where else text
-        if example not in examples:
-            examples.append(example)
+        examples.append(f"{text} ({where})" if where else text)
         if len(examples) == 20:
             break
     return tuple(examples)
@@ -390,8 +408,10 @@ def _examples(check: Check, details: dict[str, Any], keys: list[str]) -> tuple[s
 
 def _short(value: Any) -> str:
     """A value as the user would type it: numbers without trailing zeros, strings quoted."""
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None:
         return "empty"
+    if isinstance(value, float) and value != value:
+        return "NaN"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, (int, float)):

@@ -6,6 +6,7 @@ when present), adds the computed columns the checks need (does the image file
 exist, the text of each numeric cell), and runs :func:`raw_checks` through
 Great Expectations:
 
+* participants and sessions: at least one row each;
 * participants: subject ids present and unique, sex F or M, birth year a year;
 * sessions: series ids present and unique, subject in participants.csv, age a
   number within ``validation.age_min``-``age_max``, modality one of
@@ -106,6 +107,12 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+SUBJECT_KNOWN = "subject_in_participants"
+SERIES_KNOWN = "series_in_sessions"
+CONDITION_SEVERITY = "condition/severity"
+"""Computed column of findings.csv: the pair checked against :data:`VALID_CONDITION_SEVERITIES`."""
+
+
 def written_column(column: str) -> str:
     """The computed column holding a numeric column's cells as written (text)."""
     return f"{column} (as written)"
@@ -138,14 +145,17 @@ def read_raw_tables(data: str | Path) -> tuple[list[Table], list[str]]:
             else:
                 notes.append(f"{name} absent: not checked")
             continue
-        frame = _read_csv(path)
+        frame = read_csv_as_text(path)
         for column in NUMERIC_COLUMNS.get(name, ()):
             if column in frame.columns:
                 frame[written_column(column)] = frame[column]
                 frame[column] = pd.to_numeric(frame[column], errors="coerce")
         if name == "sessions.csv":
             _add_file_checks(frame, data)
+        if name == "findings.csv" and {"condition", "severity"} <= set(frame.columns):
+            frame[CONDITION_SEVERITY] = _condition_severity(frame)
         tables.append(Table(name, frame, KEYS[name]))
+    _add_reference_checks({table.name: table.frame for table in tables})
     return tables, notes
 
 
@@ -153,80 +163,78 @@ def raw_checks(tables: list[Table], settings: ValidationSettings) -> list[Check]
     """The expectations on each table of the raw cohort, in the order failures are printed.
 
     Args:
-        tables: as :func:`read_raw_tables` returns them (the referential checks
-            take their value sets from participants.csv and sessions.csv).
+        tables: as :func:`read_raw_tables` returns them, with their computed
+            columns (``subject_in_participants``, ``image_exists``, ...).
         settings: the ``validation`` section of params.yaml (the age range).
     """
     frames = {table.name: table.frame for table in tables}
+    per_table: dict[str, list[Check]] = {
+        "participants.csv": [
+            _not_null("participants.csv", "subject_id"),
+            Check("participants.csv", "ExpectColumnValuesToBeUnique", "one row per subject", column="subject_id"),
+            _not_null("participants.csv", "sex"),
+            _in_set("participants.csv", "sex", SEXES, "sex is F or M"),
+            _between("participants.csv", "birth_year", 1850, 2100, "birth year between 1850 and 2100"),
+        ],
+        "sessions.csv": [
+            _not_null("sessions.csv", "series_id"),
+            Check("sessions.csv", "ExpectColumnValuesToBeUnique", "one row per series", column="series_id"),
+            _not_null("sessions.csv", "subject_id"),
+            _flag("sessions.csv", SUBJECT_KNOWN, "subject_id", "the subject is in participants.csv"),
+            _not_null("sessions.csv", written_column("age")),
+            _between("sessions.csv", "age", settings.age_min, settings.age_max,
+                     f"age between {settings.age_min:g} and {settings.age_max:g} years, validation.age_min/age_max"),
+            _not_null("sessions.csv", "modality"),
+            _in_set("sessions.csv", "modality", MODALITIES, f"modality one of {', '.join(MODALITIES)}"),
+            _not_null("sessions.csv", "image"),
+            _flag("sessions.csv", "image_exists", "image", "the image file exists in the cohort folder"),
+            _flag("sessions.csv", "label_exists", "label", "the label file, when given, exists in the cohort folder"),
+        ],
+        "findings.csv": [
+            _not_null("findings.csv", "series_id"),
+            _flag("findings.csv", SERIES_KNOWN, "series_id", "the series is in sessions.csv"),
+            _not_null("findings.csv", "condition"),
+            _in_set("findings.csv", "condition", ALL_CONDITIONS, "a condition of the findings vocabulary"),
+            _in_set("findings.csv", CONDITION_SEVERITY, [f"{c}/{s}" for c, s in VALID_CONDITION_SEVERITIES],
+                    "a severity the condition allows"),
+            _in_set("findings.csv", "level", LEVELS, "a level from C2 to L7, or empty"),
+            Check("findings.csv", "ExpectColumnValuesToNotBeNull", "a degenerative finding has a level",
+                  column="level", only_where=("condition", DEGENERATIVE_CONDITIONS)),
+        ],
+        "lifestyle.csv": [
+            Check("lifestyle.csv", "ExpectColumnValuesToBeUnique", "one row per subject", column="subject_id"),
+            _flag("lifestyle.csv", SUBJECT_KNOWN, "subject_id", "the subject is in participants.csv"),
+            _between("lifestyle.csv", "packs_per_day", 0, None, "packs per day >= 0"),
+            _between("lifestyle.csv", "alcohol_days_per_week", 0, 7, "alcohol days per week between 0 and 7"),
+            _between("lifestyle.csv", "sedentary_hours_per_day", 0, 24, "sedentary hours per day between 0 and 24"),
+            _in_set("lifestyle.csv", "work", WORK_LEVELS, f"work one of {', '.join(WORK_LEVELS)}"),
+            _in_set("lifestyle.csv", "exercise", EXERCISE_LEVELS, f"exercise one of {', '.join(EXERCISE_LEVELS)}"),
+        ],
+        "outcomes.csv": [
+            Check("outcomes.csv", "ExpectColumnValuesToBeUnique", "one row per subject", column="subject_id"),
+            _flag("outcomes.csv", SUBJECT_KNOWN, "subject_id", "the subject is in participants.csv"),
+            *[_between("outcomes.csv", column, -10, 10, "a T-score between -10 and 10") for column in T_SCORE_COLUMNS],
+            *[_in_set("outcomes.csv", column, (0, 1), "0 or 1") for column in BINARY_OUTCOME_COLUMNS],
+            _between("outcomes.csv", "height_cm", 50, 250, "height between 50 and 250 cm"),
+            _between("outcomes.csv", "weight_kg", 20, 400, "weight between 20 and 400 kg"),
+            _between("outcomes.csv", "followup_years", 0, 100, "follow-up between 0 and 100 years"),
+            _between("outcomes.csv", "fracture_followup_years", 0, 100, "fracture follow-up between 0 and 100 years"),
+            _in_set("outcomes.csv", "incident_fracture_type", FRACTURE_TYPES, "vertebral, non_vertebral or empty"),
+        ],
+    }
     checks: list[Check] = []
     for name in frames:
         checks.append(
             Check(name, "ExpectTableColumnsToMatchSet", "the required columns are present",
                   kwargs={"column_set": list(REQUIRED_COLUMNS[name]), "exact_match": False})
         )
-        for column in NUMERIC_COLUMNS.get(name, ()):
-            checks.append(Check(name, "ExpectColumnValuesToMatchRegex", "a number", column=written_column(column), kwargs={"regex": NUMBER_PATTERN}))
-    subjects = _ids(frames["participants.csv"], "subject_id")
-    series = _ids(frames["sessions.csv"], "series_id")
-
-    checks += [
-        _not_null("participants.csv", "subject_id"),
-        Check("participants.csv", "ExpectColumnValuesToBeUnique", "one row per subject", column="subject_id"),
-        _not_null("participants.csv", "sex"),
-        _in_set("participants.csv", "sex", SEXES, "sex is F or M"),
-        _between("participants.csv", "birth_year", 1850, 2100, "birth year between 1850 and 2100"),
-        _not_null("sessions.csv", "series_id"),
-        Check("sessions.csv", "ExpectColumnValuesToBeUnique", "one row per series", column="series_id"),
-        _not_null("sessions.csv", "subject_id"),
-        _in_set("sessions.csv", "subject_id", subjects, "the subject is in participants.csv"),
-        _not_null("sessions.csv", "age"),
-        _between("sessions.csv", "age", settings.age_min, settings.age_max,
-                 f"age between {settings.age_min:g} and {settings.age_max:g} years (validation.age_min/age_max)"),
-        _not_null("sessions.csv", "modality"),
-        _in_set("sessions.csv", "modality", MODALITIES, f"modality one of {', '.join(MODALITIES)}"),
-        _not_null("sessions.csv", "image"),
-        Check("sessions.csv", "ExpectColumnValuesToBeInSet", "the image file exists in the cohort folder",
-              column="image_exists", kwargs={"value_set": [True]}, show=("image",)),
-        Check("sessions.csv", "ExpectColumnValuesToBeInSet", "the label file, when given, exists in the cohort folder",
-              column="label_exists", kwargs={"value_set": [True]}, show=("label",)),
-    ]
-    if "findings.csv" in frames:
+        if name in ("participants.csv", "sessions.csv"):
+            checks.append(Check(name, "ExpectTableRowCountToBeBetween", "at least one row", kwargs={"min_value": 1}))
         checks += [
-            _not_null("findings.csv", "series_id"),
-            _in_set("findings.csv", "series_id", series, "the series is in sessions.csv"),
-            _not_null("findings.csv", "condition"),
-            _in_set("findings.csv", "condition", ALL_CONDITIONS, "a condition of the findings vocabulary"),
-            Check("findings.csv", "ExpectColumnPairValuesToBeInSet", "a severity the condition allows",
-                  kwargs={"column_A": "condition", "column_B": "severity", "value_pairs_set": list(VALID_CONDITION_SEVERITIES)},
-                  only_where=("condition", ALL_CONDITIONS)),
-            _in_set("findings.csv", "level", LEVELS, "a level from C2 to L7, or empty"),
-            Check("findings.csv", "ExpectColumnValuesToNotBeNull", "a degenerative finding has a level",
-                  column="level", only_where=("condition", DEGENERATIVE_CONDITIONS)),
+            Check(name, "ExpectColumnValuesToMatchRegex", "a number", column=written_column(column), kwargs={"regex": NUMBER_PATTERN})
+            for column in NUMERIC_COLUMNS.get(name, ())
         ]
-    if "lifestyle.csv" in frames:
-        checks += [
-            Check("lifestyle.csv", "ExpectColumnValuesToBeUnique", "one row per subject", column="subject_id"),
-            _in_set("lifestyle.csv", "subject_id", subjects, "the subject is in participants.csv"),
-            _between("lifestyle.csv", "packs_per_day", 0, None, "packs per day >= 0"),
-            _between("lifestyle.csv", "alcohol_days_per_week", 0, 7, "alcohol days per week between 0 and 7"),
-            _between("lifestyle.csv", "sedentary_hours_per_day", 0, 24, "sedentary hours per day between 0 and 24"),
-            _in_set("lifestyle.csv", "work", WORK_LEVELS, f"work one of {', '.join(WORK_LEVELS)}"),
-            _in_set("lifestyle.csv", "exercise", EXERCISE_LEVELS, f"exercise one of {', '.join(EXERCISE_LEVELS)}"),
-        ]
-    if "outcomes.csv" in frames:
-        checks += [
-            Check("outcomes.csv", "ExpectColumnValuesToBeUnique", "one row per subject", column="subject_id"),
-            _in_set("outcomes.csv", "subject_id", subjects, "the subject is in participants.csv"),
-        ]
-        checks += [_between("outcomes.csv", column, -10, 10, "a T-score between -10 and 10") for column in T_SCORE_COLUMNS]
-        checks += [_in_set("outcomes.csv", column, (0, 1), "0 or 1") for column in BINARY_OUTCOME_COLUMNS]
-        checks += [
-            _between("outcomes.csv", "height_cm", 50, 250, "height between 50 and 250 cm"),
-            _between("outcomes.csv", "weight_kg", 20, 400, "weight between 20 and 400 kg"),
-            _between("outcomes.csv", "followup_years", 0, 100, "follow-up between 0 and 100 years"),
-            _between("outcomes.csv", "fracture_followup_years", 0, 100, "fracture follow-up between 0 and 100 years"),
-            _in_set("outcomes.csv", "incident_fracture_type", FRACTURE_TYPES, "vertebral, non_vertebral or empty"),
-        ]
+        checks += per_table[name]
     return checks
 
 
@@ -263,8 +271,12 @@ def validate_raw_cohort(
     return result
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Every cell as text, empty cells as None (so that "NA" stays "NA" and "abc" is visible)."""
+def read_csv_as_text(path: Path) -> pd.DataFrame:
+    """Read a CSV table with every cell as text and empty cells as None (so that "NA" stays "NA" and "abc" is visible).
+
+    Raises:
+        UserError: if the file is empty or not CSV.
+    """
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
@@ -283,10 +295,26 @@ def _add_file_checks(sessions: pd.DataFrame, data: Path) -> None:
         sessions["label_exists"] = [None if path is None else (data / path).exists() for path in sessions["label"]]
 
 
-def _ids(frame: pd.DataFrame, column: str) -> list[str]:
-    if column not in frame.columns:
-        return []
-    return sorted(frame[column].dropna().unique().tolist())
+def _add_reference_checks(frames: dict[str, pd.DataFrame]) -> None:
+    """Computed flags: is each row's subject in participants.csv, each finding's series in sessions.csv.
+
+    Flags rather than a value set of every id, which GX would copy for each metric it computes.
+    """
+    subjects = set(frames["participants.csv"].get("subject_id", pd.Series(dtype=object)).dropna())
+    series = set(frames["sessions.csv"].get("series_id", pd.Series(dtype=object)).dropna())
+    for name, frame in frames.items():
+        if name != "participants.csv" and "subject_id" in frame.columns:
+            frame[SUBJECT_KNOWN] = [None if value is None else value in subjects for value in frame["subject_id"]]
+        if name == "findings.csv" and "series_id" in frame.columns:
+            frame[SERIES_KNOWN] = [None if value is None else value in series for value in frame["series_id"]]
+
+
+def _condition_severity(findings: pd.DataFrame) -> list[str | None]:
+    """``condition/severity`` for the known conditions (an unknown condition is reported once, by its own check)."""
+    return [
+        f"{condition}/{severity if severity is not None else 'empty'}" if condition in ALL_CONDITIONS else None
+        for condition, severity in zip(findings["condition"], findings["severity"])
+    ]
 
 
 def _not_null(table: str, column: str) -> Check:
@@ -295,6 +323,11 @@ def _not_null(table: str, column: str) -> Check:
 
 def _in_set(table: str, column: str, values, rule: str) -> Check:
     return Check(table, "ExpectColumnValuesToBeInSet", rule, column=column, kwargs={"value_set": list(values)})
+
+
+def _flag(table: str, flag: str, shown: str, rule: str) -> Check:
+    """A computed True/False column that must be True, printed as the column it was computed from."""
+    return Check(table, "ExpectColumnValuesToBeInSet", rule, column=flag, kwargs={"value_set": [True]}, show=(shown,))
 
 
 def _between(table: str, column: str, low: float | None, high: float | None, rule: str) -> Check:

@@ -117,6 +117,89 @@ def parse_report(
     typer.echo(str(summary), err=True)
 
 
+validate_app = typer.Typer(
+    help=(
+        "Quality gates (Great Expectations) on the pipeline's tables. A gate that finds bad data prints one "
+        "line per failed expectation and exits 1; a missing folder or table exits 2. Both write the JSON result."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(validate_app, name="validate")
+
+
+def _finish_gate(result, report: Path) -> None:
+    """Print a gate's outcome (failures on stderr, then one summary line) and exit 1 if it failed."""
+    for line in result.failure_lines():
+        typer.echo(line, err=True)
+    typer.echo(result.summary(report), err=not result.success)
+    if not result.success:
+        raise typer.Exit(code=1)
+
+
+@validate_app.command("raw")
+@user_errors
+def validate_raw(
+    data: Path = typer.Option(Path("data/raw"), help="The raw-cohort folder."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (validation section: age_min, age_max)."),
+    report: Path = typer.Option(Path("reports/validation/raw.json"), help="JSON result to write (pass or fail)."),
+) -> None:
+    """Check the raw cohort's tables: ids, ages, sexes, modalities, image files, findings vocabulary, lifestyle, outcomes."""
+    from spineage.config import load_params
+    from spineage.validation.raw import validate_raw_cohort
+
+    settings = load_params(params)
+    _finish_gate(validate_raw_cohort(data, settings.validation, report), report)
+
+
+@validate_app.command("features")
+@user_errors
+def validate_features(
+    interim: Path = typer.Option(Path("data/interim"), help="Folder holding level_vectors.parquet and region_vectors.parquet."),
+    data: Path = typer.Option(Path("data/raw"), help="The raw-cohort folder (its MRI series must all have vectors)."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (read to fail early on a bad one; the gate has no settings)."),
+    report: Path = typer.Option(Path("reports/validation/features.json"), help="JSON result to write (pass or fail)."),
+) -> None:
+    """Check the feature vectors: exactly the 215/67 columns, whole non-negative values, no NaN, every MRI series."""
+    from spineage.config import load_params
+    from spineage.validation.vectors import validate_feature_vectors
+
+    load_params(params)
+    _finish_gate(validate_feature_vectors(interim, data, report), report)
+
+
+@app.command()
+@user_errors
+def findings(
+    raw: Path = typer.Option(Path("data/raw"), help="The raw-cohort folder (sessions.csv; findings.csv and/or reports/)."),
+    out: Path = typer.Option(Path("data/interim"), help="Folder for findings.parquet and the level and region vectors."),
+    reports: Path = typer.Option(Path("reports/findings"), help="Folder for summary.json and unmapped.csv."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (findings section)."),
+) -> None:
+    """Build the findings table of every MRI series (findings.csv, else its report) and its feature vectors."""
+    from spineage.findings.stage import build_findings, load_findings_settings
+
+    summary = build_findings(raw, out, reports, load_findings_settings(params))
+    typer.echo(f"wrote {out}: {summary}")
+
+
+@app.command()
+@user_errors
+def cohort(
+    raw: Path = typer.Option(Path("data/raw"), help="The raw-cohort folder (sessions.csv, participants.csv)."),
+    vectors: Path = typer.Option(Path("data/interim/region_vectors.parquet"), help="Region vectors from `spineage findings`."),
+    out: Path = typer.Option(Path("data/interim/cohort.csv"), help="The cohort table to write."),
+    reports: Path = typer.Option(Path("reports/cohort"), help="Folder for clusters.csv, the figures and summary.json."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (seed, cohort section)."),
+) -> None:
+    """Define the normal cohort (UMAP + HDBSCAN per age bracket) and split it into train/validation/test."""
+    from spineage.cohort.settings import load_cohort_settings
+    from spineage.cohort.stage import build_cohort
+
+    seed, settings = load_cohort_settings(params)
+    summary = build_cohort(raw, vectors, out, reports, settings, seed)
+    typer.echo(f"wrote {out}: {summary}")
+
+
 def main() -> None:  # pragma: no cover - the console script calls app directly
     app()
 

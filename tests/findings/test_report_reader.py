@@ -100,7 +100,8 @@ def test_a_single_disc_is_keyed_by_the_vertebra_above(text, level):
         ("disc protrusion C4/5/6", ["C4", "C5"]),
         ("disc protrusion C4-Th1", ["C4", "C5", "C6", "C7"]),
         ("disc bulges T11-L2", ["T11", "T12", "L1"]),
-        ("disc bulges T12-L2 and T13/L1", ["T12", "L1", "T13"]),
+        # The report names T13, so the range T12-L2 spans T12/13, T13/L1 and L1/2.
+        ("disc bulges T12-L2 and T13/L1", ["T12", "T13", "L1"]),
         ("desiccation L3-4 through L5-S1", ["L3", "L4", "L5"]),
         ("disc protrusions C3/4 and C5/6", ["C3", "C5"]),
         ("disc bulges at C4/5, C5/6 and C6/7", ["C4", "C5", "C6"]),
@@ -589,3 +590,68 @@ def test_cli_missing_file_and_empty_text_column_fail_cleanly(tmp_path: Path):
     assert result.exit_code == 2 and "found it empty in all 2 rows" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- phrasings of the phantom's writer
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # A list labelled with its finding: every part after ";" is that finding.
+        ("Loss of T2 disc signal: mild at C6-C7; moderate at C5-C6.",
+         [("C6", "desiccation", "mild"), ("C5", "desiccation", "moderate")]),
+        ("Disc bulges: mild at L1/2; moderate at L5/S1.",
+         [("L1", "disc_bulge", "mild"), ("L5", "disc_bulge", "moderate")]),
+        # "At <level>, a, b and c": the level of every finding of the sentence, not the previous heading's.
+        ("C5/6: moderate disc-osteophyte complex. At C6/7, severe DOC, severe disc desiccation and moderate canal stenosis.",
+         [("C5", "disc_osteophyte_complex", "moderate"), ("C6", "disc_osteophyte_complex", "severe"),
+          ("C6", "desiccation", "severe"), ("C6", "spinal_stenosis", "moderate")]),
+        # Section labels with hyphens are labels, not text.
+        ("C-spine: At C5/C6, minimal disc bulge.", [("C5", "disc_bulge", "mild")]),
+        ("IMPRESSION: L4 anterolisthesis on L5, mild (grade 1).", [("L4", "spondylolisthesis", "mild")]),
+        ("Compression fracture of L1, Genant grade 3 (severe).", [("L1", "fracture", "severe")]),
+        ("Genant grade 2 compression fracture of T12.", [("T12", "fracture", "moderate")]),
+        ("Mild levoconvex scoliosis with the apex at L2.", [("L2", "scoliosis", "mild")]),
+        ("Slight scoliosis, apex T10.", [("T10", "scoliosis", "mild")]),
+        ("At C5-7 there are HIZs.", [("C5", "annular_fissure", "present"), ("C6", "annular_fissure", "present")]),
+        ("Nearly completely dehydrated disc at C4/5.", [("C4", "desiccation", "near_complete")]),
+        ("Intramedullary T2 signal abnormality at the level of C4.", [("C4", "cord_abnormality", "present")]),
+        ("Focal myelopathic cord signal change at the level of C6.", [("C6", "cord_abnormality", "present")]),
+        ("T2 hyperintense signal within the spinal cord at the level of C3.", [("C3", "cord_abnormality", "present")]),
+    ],
+)
+def test_writer_phrasings(text, expected):
+    assert mapped(text) == expected
+
+
+def test_supernumerary_vertebrae_named_anywhere_in_the_report():
+    text = "Lumbosacral transitional vertebra (six lumbar-type vertebrae), labelled L6.\nModerate disc dehydration L4-S1."
+    assert mapped(text) == [
+        ("L6", "transitional_vertebra", "present"),
+        ("L4", "desiccation", "moderate"), ("L5", "desiccation", "moderate"), ("L6", "desiccation", "moderate"),
+    ]
+    assert mapped("There are six lumbar-type vertebrae; the lowest, L6, is a lumbosacral transitional vertebra.") == [
+        ("L6", "transitional_vertebra", "present")
+    ]
+    assert levels_of("Transitional lumbosacral anatomy with a supernumerary L6 vertebra.", "transitional_vertebra") == ["L6"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No significant abnormality.",
+        "Degenerative changes as described above, predominantly in the lumbar spine.",
+        "Multilevel degenerative changes as detailed above.",
+    ],
+)
+def test_normal_statements_and_summaries_leave_no_unmapped_clause(text):
+    # The whole report comes back as its one unmapped row, not as clauses of unmapped text.
+    frame = read_report(f"Mild disc bulge L4/5. {text}")
+    assert frame["mapped"].all()
+
+
+def test_a_signal_word_describing_a_finding_is_not_unmapped():
+    frame = read_report("T2 hyperintense marrow lesion in the T5 vertebral body.")
+    assert frame["mapped"].all() and frame["condition"].tolist() == ["bone_lesion"]
+    assert not read_report("Cord inhomogeneities at C3.")["mapped"].all()

@@ -4,8 +4,8 @@ Many sites have no structured findings, only the radiologist's report. This
 module turns each report into rows of ``findings.csv`` (see
 ``shared/docs/DESIGN.md``): one row per (report, level, condition), with the
 vocabulary of :mod:`spineage.findings.vocabulary`. It is rule-based,
-deterministic and fast (precompiled regular expressions, a few hundred
-microseconds per report), and it never guesses: text it cannot map is kept as an
+deterministic and fast (precompiled regular expressions, about a millisecond per
+report; ``benchmarks/bench_report_reader.py``), and it never guesses: text it cannot map is kept as an
 *unmapped* row (``mapped=False``, ``condition=""``) so that it can be counted and
 read.
 
@@ -30,7 +30,10 @@ How a report is read:
   vertebrae C3 to C7, i.e. the discs C3/4 ... C6/7 (C3, C4, C5, C6); "C4/5/6" is
   a chain of discs (C4, C5); "L3-4 to L5-S1" is L3, L4, L5. Ranges cross regions
   ("C4-Th1" is C4-C7, "T11-L2" is T11, T12, L1); T13, L6 and L7 appear only when
-  named. Th, T and D all mean thoracic. For vertebral findings (fracture, bone
+  the report names them somewhere (then "L5-S1" is L5/6 and L6/S1, and a
+  transitional vertebra written without a level is the named one). "L4
+  anterolisthesis on L5" is a slip of L4 (L5 is the vertebra slipped over).
+  Th, T and D all mean thoracic. For vertebral findings (fracture, bone
   lesion, transitional vertebra, soft-tissue oedema) a level expression means
   the vertebrae themselves, endpoints included ("T11-L2 fractures" is T11, T12,
   L1, L2). "T1"/"T2" followed by a sequence word ("T2 signal", "T2w", "T2
@@ -41,8 +44,11 @@ How a report is read:
   disc protrusion", "at the level C6/7 severe cord compression"). A disc
   (degenerative) finding with no level of its own borrows the levels of its
   neighbour ("disc protrusion and kyphosis at C3/4"; "disc bulge with annular
-  fissure at L4/5"), and a line headed "L4-5: ..." gives its level to every
-  finding on the line that names none. Pathologies and other findings keep
+  fissure at L4/5"), and a line headed "L4-5: ..." or a sentence opening "At
+  L4-5, ..." gives its level to every finding that names none, until a
+  sentence names levels of its own. A list "Desiccation: mild at C4/5;
+  moderate at C5/6" gives its label's finding to every part. Section labels
+  ("Impression:", "C-spine:") are skipped. Pathologies and other findings keep
   level "" when no level is written for them: the cord compression in
   "cord compression due to C4/5 disc protrusion" has level "".
 * **Severity.** minimal, slight, mild, small, minor, tiny, subtle, low-grade:
@@ -50,7 +56,8 @@ How a report is read:
   significant, pronounced, extensive, high-grade: ``severe``; near/nearly/almost
   complete: ``near_complete`` (desiccation only; ``severe`` elsewhere). A range
   or run ("mild to moderate", "moderately severe") takes the higher grade.
-  "Grade 1/2/3+" (Meyerding) is mild/moderate/severe for spondylolisthesis only.
+  "Grade 1/2/3+" (Meyerding, Genant) is mild/moderate/severe for spondylolisthesis
+  and fractures only.
   A severity is clamped to what the condition allows (a "large extrusion" is
   ``moderate``, the highest extrusion grade). With no severity word a graded
   degenerative condition is ``mild`` (its mildest grade), endplate changes and
@@ -178,7 +185,7 @@ CONDITION_PATTERNS: dict[str, tuple[str, ...]] = {
     "annular_fissure": (
         r"an+ul(?:ar|us)\s+(?:fibrosus\s+)?(?:fissur\w*|tears?)",
         r"high[\s-]intensity\s+zones?",
-        r"\bhiz\b",
+        r"\bhizs?\b",
     ),
     "spondylolisthesis": (
         r"\w*listhes[ie]s",
@@ -199,14 +206,15 @@ CONDITION_PATTERNS: dict[str, tuple[str, ...]] = {
         r"narrow(?:ed)?\s+(?:spinal\s+|central\s+)?canal",
     ),
     "cord_abnormality": (
-        r"(?:spinal\s+)?cord\s+(?:compressions?|impingement|deformit\w*|flattening|"
+        r"(?:myelopath\w*\s+)?(?:spinal\s+)?cord\s+(?:compressions?|impingement|deformit\w*|flattening|"
         rf"(?:t2\s+)?(?:signal\s+)?(?:changes?|abnormalit\w*|alterations?|hyperintens\w*)|{_OEDEMA}|lesions?|contusion|atrophy|myelomalacia)",
         r"(?:spinal\s+)?cord\s+(?:is\s+|was\s+)?(?:not\s+)?(?:compressed|impinged|flattened|deformed)",
         r"compression\s+of\s+the\s+(?:spinal\s+)?cord",
         r"myelopath\w*",
         r"myelomalaci\w*",
         r"syrinx|syringo\w*|hydromyeli\w*",
-        r"intramedullary\s+(?:signal\s+(?:change|abnormalit\w*)|lesions?|hyperintens\w*)",
+        r"intramedullary\s+(?:t2\s+)?(?:signal\s+(?:changes?|abnormalit\w*)|lesions?|hyperintens\w*)",
+        r"(?:t2\s+)?(?:hyperintens\w*|abnormal)\s+(?:t2\s+)?signal\s+(?:with)?in\s+the\s+(?:spinal\s+)?cord",
     ),
     "fracture": (
         r"(?:(?:compression|burst|wedge|insufficiency|osteoporotic|pathologic(?:al)?|vertebral)\s+)*fractur\w*",
@@ -268,7 +276,7 @@ UNMAPPED_TERM_PATTERNS: tuple[str, ...] = (
 """Finding-like terms the vocabulary has no class for: kept as unmapped rows."""
 
 _SEVERITY_WORDS: dict[str, tuple[str, ...]] = {
-    "near_complete": (r"(?:near(?:ly)?|almost)[\s-]+(?:complete|total)", r"subtotal"),
+    "near_complete": (r"(?:near(?:ly)?|almost)[\s-]+(?:complete|total)(?:ly)?", r"subtotal"),
     "mild": (
         r"minimal(?:ly)?",
         r"slight(?:ly)?",
@@ -316,10 +324,10 @@ _TERMINATORS = (
     r"\b(?:but|however|although|though|except|apart\s+from|aside\s+from|other\s+than|whereas|while|otherwise)\b"
 )
 _SPLITTERS = (
-    r"\b(?:due\s+to|secondary\s+to|caused\s+by|causing|resulting\s+in|associated\s+with|with|without)\b"
+    r"\b(?:due\s+to|secondary\s+to|caused\s+by|causing|resulting\s+in|associated\s+with|with(?!\s+(?:the\s+|its\s+)?apex\b)|without)\b"
 )
 _FILLER = (
-    r"(?:\s|,|&|/|\band\b|\bor\b|\bat\b|\bthe\b|\blevels?\b|\bof\b|\bin\b|\bon\b|\bfrom\b|\bplus\b|\bas\s+well\s+as\b|\bspaces?\b)*"
+    r"(?:\s|,|&|/|\band\b|\bor\b|\bat\b|\bthe\b|\blevels?\b|\bof\b|\bin\b|\bon\b|\bfrom\b|\bplus\b|\bas\s+well\s+as\b|\bspaces?\b|\bapex\b|\blabell?ed\b|\blowest\b)*"
 )
 
 # Words a typo may stand for: the full words behind the patterns above.
@@ -363,7 +371,7 @@ _SEVERITY_RE = re.compile(
     + "|".join(
         f"(?P<{name}>{'|'.join(words)})" for name, words in _SEVERITY_WORDS.items()
     )
-    + r"|(?P<grade>(?:meyerding\s+)?grade\s*(?:iv|v|i{1,3}|[1-5])(?![\w]))"
+    + r"|(?P<grade>(?:(?:meyerding|genant)\s+)?grade\s*(?:iv|v|i{1,3}|[1-5])(?![\w]))"
     + r")(?![\w])"
 )
 _SEVERITY_JOIN = re.compile(r"^\s*(?:to|-|/|or|and)?\s*$")
@@ -386,6 +394,7 @@ _NORMAL_STATEMENT_RE = re.compile(
     r"\b(?:no|not|normal\w*|unremarkable|preserved|maintained|intact|fine|conus|terminat\w*|visible|imaged|included)\b"
 )
 _OR_NOR_RE = re.compile(r"\b(?:or|nor)\b")
+_ON_GAP_RE = re.compile(r"\s*on\s*$")
 _QUALIFIER_SEGMENT_RE = re.compile(r"^\s*(?:extruded|extrusion|sequestered|sequestration|migrated|non[\s-]?contained)\b")
 
 # Levels: a vertebra is a region letter (C, T, Th, D, L, S) and a number; a level
@@ -418,7 +427,20 @@ _UNGRADED_DEGENERATIVE = frozenset(c for c, s in DEGENERATIVE_SEVERITIES.items()
 _LEVEL_SET = frozenset(LEVELS)
 _SENTENCE_END_RE = re.compile(r"(?<!\d)[.!](?!\d)|[.!](?=\s|$)|;")
 _HEADING_RE = re.compile(r"^\s*(?:level\s+)?(?P<expr>" + _VERTEBRA + r"(?:\s*[/-]\s*(?:th|t|d|c|l|s)?\d{1,2})*)\s*(?:level\s*)?:", re.I)
-_LABEL_RE = re.compile(r"^\s*[A-Za-z][A-Za-z ]{0,30}:(?!\d)")
+_LABEL_RE = re.compile(r"^\s*[A-Za-z][A-Za-z -]{0,30}:(?!\d)")
+_SECTION_LABEL_RE = re.compile(
+    r"^\s*(?:impression|conclusions?|findings|technique|comparison|history|indication|clinical\s+history|"
+    r"examination|other|additionally|summary|opinion|report)\s*:",
+    re.I,
+)
+# "At C6/7, severe DOC, desiccation and stenosis.": the sentence's level, like a "C6/7:" heading.
+_AT_HEADING_RE = re.compile(
+    r"^\s*at\s+(?:the\s+)?(?:level\s+(?:of\s+)?)?(?P<expr>" + _VERTEBRA
+    + r"(?:\s*[/-]\s*(?:th|t|d|c|l|s)?\d{1,2})*)(?:\s+levels?)?\s*,(?!\s*(?:and\s+)?" + _VERTEBRA + ")",
+    re.I,
+)
+# "Disc bulges: mild at L1/2; moderate at L5/S1.": the label names the finding of every part.
+_LIST_LABEL_RE = re.compile(r"^\s*(?P<label>[A-Za-z][\w /-]{2,60}?)\s*:\s*(?=\S)")
 
 
 # ---------------------------------------------------------------------------
@@ -580,13 +602,17 @@ def _find_levels(text: str) -> list[_LevelMention]:
     return mentions
 
 
-def _expand(mention: _LevelMention, vertebral: bool) -> list[str]:
-    """The vocabulary levels a mention stands for: discs (by the vertebra above) or vertebrae."""
+def _expand(mention: _LevelMention, vertebral: bool, named: frozenset[str] = frozenset()) -> list[str]:
+    """The vocabulary levels a mention stands for: discs (by the vertebra above) or vertebrae.
+
+    ``named`` holds the supernumerary vertebrae (T13, L6, L7) the whole report
+    names: with an L6, "L5-S1" spans the discs L5/6 and L6/S1.
+    """
     parts = list(mention.parts)
     if mention.kind in ("single", "on"):
         levels = parts[:1]
     else:
-        sequence = _vertebra_sequence(frozenset(parts))
+        sequence = _vertebra_sequence(frozenset(parts) | named)
         index = [sequence.index(p) for p in parts]
         if vertebral:
             low, high = min(index), max(index)
@@ -752,6 +778,29 @@ def _assign_severities(text: str, findings: list[_Finding], severities: list[tup
     return dangling
 
 
+_GENERIC_TERM_RE = re.compile(r"abnormalit\w*|degenerative\s+(?:changes?|dis[ck]\s+disease)|lesions?")
+_DESCRIPTOR_RE = re.compile(r"hyperintens\w*|hypointens\w*")
+_BACK_REFERENCE_RE = re.compile(r"\bas\s+(?:described|detailed|mentioned|noted|above|below)\b")
+
+
+def _is_remark(text: str, term: _Finding, findings: list[_Finding]) -> bool:
+    """Whether an unmapped term is no finding of its own and needs no unmapped row.
+
+    That is a generic term denied ("no significant abnormality"), a summary
+    pointing back to findings already read ("degenerative changes as
+    described above"), or a signal word describing the mapped finding right
+    after it ("T2 hyperintense marrow lesion").
+    """
+    term_text = text[term.start : term.end]
+    if _GENERIC_TERM_RE.fullmatch(term_text) and (term.negated or _BACK_REFERENCE_RE.search(text)):
+        return True
+    if _DESCRIPTOR_RE.fullmatch(term_text):
+        following = next((f for f in findings if f.start >= term.end), None)
+        if following is not None and following.condition is not None:
+            return len(_WORD_RE.findall(text[term.end : following.start])) <= 2
+    return False
+
+
 def _is_degenerative(finding: _Finding) -> bool:
     return finding.condition in DEGENERATIVE_SEVERITIES
 
@@ -770,7 +819,7 @@ def _borrow_levels(findings: list[_Finding]) -> None:
 def _severity_name(condition: str, finding: _Finding) -> str:
     """The vocabulary severity of a mapped finding (defaults and clamping in the module docstring)."""
     value = finding.severity
-    if condition == "spondylolisthesis" and finding.grade:
+    if condition in ("spondylolisthesis", "fracture") and finding.grade:
         value = max(value or 0, finding.grade)
     allowed = DEGENERATIVE_SEVERITIES.get(condition)
     if allowed is not None:
@@ -800,14 +849,26 @@ class _Row:
 
 
 @functools.lru_cache(maxsize=16384)
-def _clause_rows(source: str, heading: tuple[_LevelMention, ...]) -> tuple[_Row, ...]:
-    """The rows of one clause (``source`` is its original text; ``heading`` the line's level)."""
+def _clause_rows(
+    source: str, heading: tuple[_LevelMention, ...], named: frozenset[str] = frozenset()
+) -> tuple[_Row, ...]:
+    """The rows of one clause (``source`` is its original text; ``heading`` the line's level;
+    ``named`` the supernumerary vertebrae named anywhere in the report)."""
     text = _normalise(source)
     if not text:
         return ()
     findings = _find_findings(text)
     mentions = [
         m for m in _find_levels(text) if not any(f.start < m.end and m.start < f.end for f in findings)
+    ]
+    # "L4 anterolisthesis on L5": the vertebra after "on" is the one slipped over, not a level of its own.
+    mentions = [
+        m for m in mentions
+        if not any(
+            f.condition == "spondylolisthesis" and f.end <= m.start and _ON_GAP_RE.match(text, f.end, m.start)
+            and any(other.end <= f.start for other in mentions)
+            for f in findings
+        )
     ]
     # A cue inside a keyword ("loss of the normal lordosis") qualifies nothing else.
     cues = [c for c in _find_cues(text) if not any(f.start <= c.start < f.end for f in findings)]
@@ -850,12 +911,12 @@ def _clause_rows(source: str, heading: tuple[_LevelMention, ...]) -> tuple[_Row,
 
     source_text = re.sub(r"\s+", " ", source).strip(" ,;:.")
     rows: list[_Row] = []
-    unmapped = [f for f in findings if f.condition is None]
+    unmapped = [f for f in findings if f.condition is None and not _is_remark(text, f, findings)]
     for finding in findings:
         if finding.condition is None:
             continue
         vertebral = finding.condition in _VERTEBRAL_CONDITIONS
-        levels = [lvl for m in finding.mentions for lvl in _expand(m, vertebral)]
+        levels = [lvl for m in finding.mentions for lvl in _expand(m, vertebral, named)]
         severity = _severity_name(finding.condition, finding)
         for level in dict.fromkeys(levels or [""]):
             rows.append(
@@ -867,7 +928,7 @@ def _clause_rows(source: str, heading: tuple[_LevelMention, ...]) -> tuple[_Row,
     )
     if keep_unmapped:
         level_mentions = [m for f in unmapped for m in f.mentions] + (orphans if not mapped_any else [])
-        levels = list(dict.fromkeys(lvl for m in level_mentions for lvl in _expand(m, False)))
+        levels = list(dict.fromkeys(lvl for m in level_mentions for lvl in _expand(m, False, named)))
         flags_from = unmapped[0] if unmapped else None
         negated = flags_from.negated if flags_from else any(c.kind.startswith("neg") for c in cues)
         uncertain = flags_from.uncertain if flags_from else any(c.kind.startswith("unc") for c in cues)
@@ -943,6 +1004,7 @@ def _split_top_level(sentence: str) -> tuple[list[str], list[str]]:
     return [s for s in segments if s.strip()], extracted
 
 
+@functools.lru_cache(maxsize=16384)
 def _segment_profile(segment: str) -> tuple[bool, bool, bool, bool]:
     """(has a finding, only levels, ends inside an open negation, holds "or"/"nor")."""
     text = _normalise(segment)
@@ -971,7 +1033,8 @@ def _is_qualifier(segment: str) -> bool:
     return bool(_FILLER_RE.match(_LEVEL_RE.sub(" ", rest).strip()))
 
 
-def _sentence_clauses(sentence: str) -> list[str]:
+@functools.lru_cache(maxsize=16384)
+def _sentence_clauses(sentence: str) -> tuple[str, ...]:
     """The clauses of one sentence, with level lists and negated lists kept together."""
     segments, extracted = _split_top_level(sentence)
     profiles = [_segment_profile(s) for s in segments]
@@ -1004,18 +1067,61 @@ def _sentence_clauses(sentence: str) -> list[str]:
         merged.append(segment)
         merged_profiles.append(profile)
         i += 1
-    return merged + extracted
+    # "the lowest, L6, is a transitional vertebra": a run of levels that names no
+    # finding belongs to the clause after it.
+    joined: list[str] = []
+    carry = ""
+    for clause in merged:
+        clause = carry + "," + clause if carry else clause
+        carry = ""
+        profile = _segment_profile(clause)
+        if profile[1] and not profile[0] and len(joined) + 1 < len(merged):
+            carry = clause
+            continue
+        joined.append(clause)
+    if carry:
+        joined.append(carry)
+    return tuple(joined + extracted)
 
 
-def _sentences(line: str) -> list[str]:
-    """Split a line at sentence ends (".", "!", ";"), not inside numbers like 2.5."""
+def _sentences(line: str) -> list[tuple[str, str]]:
+    """Split a line at sentence ends (".", "!", ";"), not inside numbers like 2.5.
+
+    Returns:
+        (sentence, the delimiter before it: "" for the first, else ".", "!" or ";").
+    """
     pieces = []
     start = 0
+    delimiter = ""
     for match in _SENTENCE_END_RE.finditer(line):
-        pieces.append(line[start : match.start()])
+        pieces.append((line[start : match.start()], delimiter))
+        delimiter = match.group(0)
         start = match.end()
-    pieces.append(line[start:])
-    return [p for p in pieces if p.strip()]
+    pieces.append((line[start:], delimiter))
+    return [(p, d) for p, d in pieces if p.strip()]
+
+
+def _list_label(sentence: str) -> str | None:
+    """The label of "Desiccation: mild at C4/5; moderate at C5/6" if it names one finding, else None."""
+    match = _LIST_LABEL_RE.match(sentence)
+    if not match:
+        return None
+    label = _normalise(match.group("label"))
+    conditions = {f.condition for f in _find_findings(label)}
+    if len(conditions) != 1 or None in conditions or _find_levels(label):
+        return None
+    rest = _normalise(sentence[match.end() :])
+    severities = _find_severities(rest)
+    if not severities or severities[0][0] != 0:
+        return None
+    return match.group("label")
+
+
+def _starts_with_severity(sentence: str) -> bool:
+    """Whether a sentence opens with a severity and names no finding ("moderate at C5/6")."""
+    text = _normalise(sentence)
+    severities = _find_severities(text)
+    return bool(severities) and severities[0][0] == 0 and not any(f.condition for f in _find_findings(text))
 
 
 # ---------------------------------------------------------------------------
@@ -1041,28 +1147,71 @@ def _merge_key(row: _Row) -> tuple[int, int, int]:
     return (int(not row.negated), int(not row.uncertain), SEVERITY_ORDINAL.get(row.severity, 0))
 
 
+_SUPERNUMERARY_RE = re.compile(r"(?<![a-z0-9])(?:t13|l6|l7)(?![0-9])")
+
+
+def _place_levelless(rows: list[_Row], text: str) -> list[_Row]:
+    """Settle affirmed transitional vertebrae written without a level.
+
+    A transitional vertebra without a level is the supernumerary vertebra the
+    report names (T13, L6 or L7: "six lumbar-type vertebrae ... the lowest,
+    L6, is a transitional vertebra"), and a level-less one is dropped when a
+    transitional vertebra is affirmed with a level elsewhere in the report
+    (the same vertebra, named twice). Other level-less findings stay as they are.
+    """
+    affirmed = [r for r in rows if r.mapped and not r.negated]
+    if not any(not r.level for r in affirmed):
+        return rows
+    named = _SUPERNUMERARY_RE.findall(_normalise(text))
+    placed: list[_Row] = []
+    for row in rows:
+        if row.mapped and not row.negated and not row.level:
+            if row.condition == "transitional_vertebra" and named:
+                row = _Row(named[-1].upper(), row.condition, row.severity, row.negated, row.uncertain,
+                           row.source_text, row.mapped)
+            elif row.condition == "transitional_vertebra" and any(
+                r.condition == row.condition and r.level for r in affirmed
+            ):
+                continue
+        placed.append(row)
+    return placed
+
+
 def _report_rows(text: object, report_id: str) -> list[tuple]:
     """Rows of one report as tuples in :data:`FINDINGS_COLUMNS` order."""
     if _is_empty_note(text):
         return []
     text = str(text)
     rows: list[_Row] = []
+    named = frozenset(level.upper() for level in _SUPERNUMERARY_RE.findall(_normalise(text)))
     for line in re.split(r"[\r\n]+", text):
         heading: tuple[_LevelMention, ...] = ()
-        for sentence in _sentences(line):
-            match = _HEADING_RE.match(sentence)
+        list_label: str | None = None
+        for sentence, delimiter in _sentences(line):
+            section = _SECTION_LABEL_RE.match(sentence)
+            if section:
+                heading = ()
+                sentence = sentence[section.end() :]
+            label = _LABEL_RE.match(sentence)
+            if label and not _find_findings(_normalise(label.group(0))):
+                heading = ()
+                sentence = sentence[label.end() :]
+            if delimiter == ";" and list_label and _starts_with_severity(sentence):
+                # "Desiccation: mild at C4/5; moderate at C5/6": the label's finding, again.
+                sentence = f"{list_label} {sentence.strip()}"
+            else:
+                list_label = _list_label(sentence)
+            match = _HEADING_RE.match(sentence) or _AT_HEADING_RE.match(sentence)
             if match:
                 mention = _parse_level(match.group("expr").lower(), 0, 0)
                 heading = (mention,) if mention else ()
                 sentence = sentence[match.end() :]
-            else:
-                label = _LABEL_RE.match(sentence)
-                if label and not _find_findings(_normalise(label.group(0))):
-                    heading = ()
-                    sentence = sentence[label.end() :]
+            elif heading and _find_levels(_normalise(sentence)):
+                heading = ()  # a sentence naming its own levels ends the line's heading
             for clause in _sentence_clauses(sentence):
-                rows += _clause_rows(clause, heading)
+                rows += _clause_rows(clause, heading, named)
 
+    rows = _place_levelless(rows, text)
     merged: dict[tuple[str, str], int] = {}
     kept: list[_Row] = []
     for row in rows:

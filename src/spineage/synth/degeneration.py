@@ -152,49 +152,80 @@ def draw_findings(latents: SubjectLatents, bio_age: float, sex: str, prevalent_f
     return findings
 
 
-FOCAL_PROBABILITY_AT_50 = 0.39
-"""Share of 50-year-olds with focal lesions beyond the age-typical pattern (the atypical spines)."""
+FOCAL_PROBABILITY_AT_50 = 0.5
+"""Share of 50-year-olds with a focal lesion complex beyond the age-typical pattern (the atypical spines)."""
 
-_FOCAL_KINDS = ("protrusion", "extrusion", "endplate_change", "annular_fissure", "disc_osteophyte_complex", "desiccation")
+FOCAL_AGE_SLOPE = 0.15
+"""Rise of the log-odds of a focal lesion complex per decade of biological age."""
+
+SECOND_COMPLEX_PROBABILITY = 0.15
+"""Share of atypical spines with a second focal lesion complex."""
+
+FOCAL_COMPLEXES: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
+    ("thoracic disc herniation", ("T",), (
+        ("protrusion", ("moderate", "severe")), ("desiccation", ("severe",)),
+        ("endplate_change", ("present",)), ("annular_fissure", ("present",)),
+    )),
+    ("lumbar herniation with Modic changes", ("L4", "L5"), (
+        ("protrusion", ("severe",)), ("annular_fissure", ("present",)), ("endplate_change", ("present",)),
+    )),
+    ("lumbar disc extrusion", ("L4", "L5"), (
+        ("extrusion", ("moderate",)), ("desiccation", ("near_complete",)), ("annular_fissure", ("present",)),
+    )),
+    ("cervical spondylotic disc", ("C4", "C5", "C6"), (
+        ("disc_osteophyte_complex", ("severe",)), ("uncovertebral_osteophyte", ("severe",)),
+        ("desiccation", ("near_complete",)), ("annular_fissure", ("present",)),
+    )),
+    ("cervical disc extrusion", ("C5", "C6"), (
+        ("extrusion", ("mild", "moderate")), ("annular_fissure", ("present",)),
+        ("desiccation", ("near_complete",)), ("endplate_change", ("present",)),
+    )),
+)
+"""The focal lesion complexes of atypical spines: (name, level prefixes, (condition, severities) at one disc).
+
+A complex is several findings at one disc, as a worn or herniated disc shows
+them together (a herniation with its fissure, Modic changes and a black disc).
+Each complex sets findings that age-typical spines of any age rarely combine,
+so the atypical spines stand apart in the region vectors: that is what lets
+the data-driven normal-cohort definition (UMAP + HDBSCAN per age bracket)
+leave them out. The severity index is shared by the findings of a complex.
+"""
+
+_CONTOUR = ("disc_bulge", "protrusion", "extrusion", "disc_osteophyte_complex")
+_SEVERITY_RANK = {"present": 1, "mild": 1, "moderate": 2, "severe": 3, "near_complete": 4}
 
 
 def _focal_findings(latents: SubjectLatents, bio_age: float, findings: list[dict]) -> list[dict]:
-    """Add the focal lesions that make some spines atypical for their age.
+    """Add the focal lesion complexes that make some spines atypical for their age.
 
-    Not every spine wears evenly: some carry one to three focal lesions (a
-    herniation, Modic changes, a fissure, a single worn disc) at levels the
-    age-typical pattern does not predict. These are what the data-driven
-    normal cohort should leave out. Their prevalence rises with age.
+    Not every spine wears evenly: some carry one (sometimes two) focal lesion
+    complexes (:data:`FOCAL_COMPLEXES`), a herniated or worn disc with its
+    companions, beyond the age-typical pattern. These are what the
+    data-driven normal cohort should leave out. Their prevalence rises with
+    age. A complex's contour abnormality replaces the disc's own (one contour
+    abnormality per disc); its other findings keep the worse of the two grades.
     """
     old = (bio_age - 50.0) / 10.0
-    probability = expit(np.log(FOCAL_PROBABILITY_AT_50 / (1 - FOCAL_PROBABILITY_AT_50)) + 0.15 * old)
+    probability = expit(np.log(FOCAL_PROBABILITY_AT_50 / (1 - FOCAL_PROBABILITY_AT_50)) + FOCAL_AGE_SLOPE * old)
     first = latents.focal[0]
     if first[0] >= probability:
         return findings
-    n_lesions = 1 + int(first[1] > 0.55) + int(first[1] > 0.85)
+    n_complexes = 1 + int(first[1] > 1.0 - SECOND_COMPLEX_PROBABILITY)
     by_key = {(f["level"], f["condition"]): f for f in findings}
-    contour = ("disc_bulge", "protrusion", "extrusion", "disc_osteophyte_complex")
-    levels = [lv for lv in latents.levels if lv != "C2"]
-    for k in range(n_lesions):
-        u_kind, u_level, u_grade = latents.focal[k + 1] if k + 1 < len(latents.focal) else latents.focal[-1]
-        kind = _FOCAL_KINDS[int(u_kind * len(_FOCAL_KINDS))]
-        if kind == "disc_osteophyte_complex":
-            candidates = [lv for lv in levels if lv.startswith("C")]
-        elif kind == "endplate_change":
-            candidates = [lv for lv in levels if not lv.startswith("C")]
-        else:
-            candidates = levels
+    for k in range(n_complexes):
+        u_kind, u_level, u_grade = latents.focal[k + 1]
+        _, prefixes, parts = FOCAL_COMPLEXES[int(u_kind * len(FOCAL_COMPLEXES))]
+        candidates = [lv for lv in latents.levels if lv != "C2" and lv.startswith(prefixes)]
         level = candidates[int(u_level * len(candidates))]
-        severities = {
-            "protrusion": ("moderate", "severe"), "extrusion": ("mild", "moderate"),
-            "disc_osteophyte_complex": ("moderate", "severe"), "desiccation": ("severe", "near_complete"),
-            "endplate_change": ("present",), "annular_fissure": ("present",),
-        }[kind]
-        severity = severities[int(u_grade * len(severities))]
-        if kind in contour:  # one contour abnormality per disc: the focal lesion replaces a milder one
-            for other in contour:
-                by_key.pop((level, other), None)
-        by_key[(level, kind)] = _f(level, kind, severity)
+        for condition, severities in parts:
+            severity = severities[int(u_grade * len(severities))]
+            if condition in _CONTOUR:
+                for other in _CONTOUR:
+                    by_key.pop((level, other), None)
+            elif (level, condition) in by_key:
+                if _SEVERITY_RANK[by_key[(level, condition)]["severity"]] >= _SEVERITY_RANK[severity]:
+                    continue
+            by_key[(level, condition)] = _f(level, condition, severity)
     order = {level: i for i, level in enumerate(latents.levels)}
     return sorted(by_key.values(), key=lambda f: (order[f["level"]], f["condition"]))
 

@@ -1,0 +1,198 @@
+"""``spineage cohort``: the normal cohort and the splits, from the raw cohort and the region vectors.
+
+Inputs: ``sessions.csv`` (series_id, subject_id, age, modality) and
+``participants.csv`` (subject_id, sex) of the raw cohort, and
+``region_vectors.parquet`` written by ``spineage findings``.
+
+Outputs, each written atomically:
+
+* ``cohort.csv``: one row per MRI series: series_id, subject_id, age, sex,
+  bracket (empty outside 25-84), cluster, cluster_label, normal, split
+  (see :mod:`spineage.cohort.normal` and :mod:`spineage.cohort.splits`);
+* ``<reports>/clusters.csv``: bracket, cluster, n, percent, normal, label;
+* ``<reports>/umap_<bracket>.png``: the UMAP scatter of each bracket by cluster;
+* ``<reports>/age_histogram.png``: ages by split and sex;
+* ``<reports>/summary.json``: series, normal share per bracket, series per split (a DVC metric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spineage.cohort.settings import CohortSettings
+from spineage.errors import UserError
+from spineage.findings.stage import read_mri_series, write_atomic, write_json_atomic
+from spineage.findings.vocabulary import BRACKETS
+
+COHORT_COLUMNS: tuple[str, ...] = (
+    "series_id", "subject_id", "age", "sex", "bracket", "cluster", "cluster_label", "normal", "split",
+)
+"""Columns of ``cohort.csv``, in order."""
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """What ``spineage cohort`` built: counts for the one-line report and summary.json."""
+
+    series: int
+    normal: int
+    abnormal_share_by_bracket: dict[int, float]
+    series_by_split: dict[str, int]
+    merged_brackets: tuple[str, ...]
+    unclustered_brackets: tuple[str, ...]
+
+    def __str__(self) -> str:
+        shares = ", ".join(f"{b}: {100 * s:.0f} %" for b, s in self.abnormal_share_by_bracket.items())
+        splits = ", ".join(f"{k} {v}" for k, v in self.series_by_split.items())
+        notes = ""
+        if self.merged_brackets:
+            notes += f"; small brackets clustered together: {', '.join(self.merged_brackets)}"
+        if self.unclustered_brackets:
+            notes += f"; too few series to cluster in {', '.join(self.unclustered_brackets)} (kept as normal)"
+        return f"{self.series} MRI series, {self.normal} normal; abnormal by bracket: {shares}; splits: {splits}{notes}"
+
+
+def read_series_table(raw: str | Path) -> pd.DataFrame:
+    """MRI series with subject, numeric age and sex (from participants.csv), in sessions.csv order.
+
+    Raises:
+        UserError: for a missing file or column, an age that is not a number
+            in 0-120, or a sex other than F/M.
+    """
+    raw = Path(raw)
+    mri = read_mri_series(raw)
+    sessions_path = raw / "sessions.csv"
+    missing = [c for c in ("subject_id", "age") if c not in mri.columns]
+    if missing:
+        raise UserError(f"Expected column(s) {', '.join(missing)} in {sessions_path}, found {', '.join(mri.columns)}")
+    age = pd.to_numeric(mri["age"], errors="coerce")
+    bad = mri.loc[age.isna() | (age < 0) | (age > 120), "age"]
+    if len(bad):
+        raise UserError(
+            f"Expected ages in years (0-120) in {sessions_path}, found {bad.iloc[0]!r} in {len(bad)} MRI series"
+        )
+    participants_path = raw / "participants.csv"
+    if not participants_path.is_file():
+        raise UserError(f"Expected participants.csv (subject_id, sex) in the raw cohort {raw}, found none")
+    participants = pd.read_csv(participants_path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("subject_id", "sex") if c not in participants.columns]
+    if missing:
+        raise UserError(f"Expected column(s) {', '.join(missing)} in {participants_path}, found {', '.join(participants.columns)}")
+    sex = mri["subject_id"].map(dict(zip(participants["subject_id"], participants["sex"].str.strip().str.upper())))
+    unknown = mri.loc[sex.isna(), "subject_id"]
+    if len(unknown):
+        raise UserError(
+            f"Expected every subject of an MRI series in {participants_path}, "
+            f"found {unknown.nunique()} missing (e.g. {unknown.iloc[0]!r})"
+        )
+    bad_sex = sex[~sex.isin(["F", "M"])]
+    if len(bad_sex):
+        raise UserError(f"Expected sex F or M in {participants_path}, found {bad_sex.iloc[0]!r} for {len(bad_sex)} MRI series")
+    return pd.DataFrame({"series_id": mri["series_id"], "subject_id": mri["subject_id"], "age": age.to_numpy(float),
+                         "sex": sex.to_numpy()})
+
+
+def read_region_vectors(path: Path, series_ids: list[str]) -> pd.DataFrame:
+    """The region vectors of ``series_ids`` (in that order), checked to cover every series."""
+    from spineage.findings.features import REGION_COLUMNS
+
+    if not path.is_file():
+        raise UserError(f"Expected region vectors at {path} (run `spineage findings` first), found no such file")
+    vectors = pd.read_parquet(path)
+    missing_columns = [c for c in REGION_COLUMNS if c not in vectors.columns]
+    if missing_columns:
+        raise UserError(f"Expected the 67 region-vector columns in {path}, found {len(missing_columns)} missing "
+                        f"(e.g. {missing_columns[0]!r})")
+    vectors.index = vectors.index.astype(str)
+    missing = [s for s in series_ids if s not in vectors.index]
+    if missing:
+        raise UserError(f"Expected a region vector for every MRI series in {path}, found {len(missing)} missing "
+                        f"(e.g. {missing[0]!r}); rerun `spineage findings`")
+    return vectors.loc[series_ids, list(REGION_COLUMNS)]
+
+
+def build_cohort(
+    raw: str | Path,
+    vectors: str | Path,
+    out: str | Path,
+    reports_out: str | Path,
+    settings: CohortSettings,
+    seed: int,
+    progress: bool = True,
+) -> CohortSummary:
+    """Define the normal cohort, split it, and write the cohort table, the cluster table and the figures.
+
+    Args:
+        raw: the raw-cohort folder (sessions.csv, participants.csv).
+        vectors: region_vectors.parquet from ``spineage findings``.
+        out: the cohort table to write (cohort.csv).
+        reports_out: folder for clusters.csv, the figures and summary.json.
+        settings: the cohort section of params.yaml.
+        seed: the seed of UMAP and of the split shuffle.
+        progress: show a progress bar over the brackets.
+
+    Returns:
+        The counts also written to summary.json.
+
+    Raises:
+        UserError: for a missing or bad input; nothing is written then.
+    """
+    from spineage.cohort.normal import cluster_table, normal_cohort, plot_bracket
+    from spineage.cohort.splits import SPLITS, assign_splits, plot_age_histogram
+
+    out, reports_out = Path(out), Path(reports_out)
+    series = read_series_table(raw)
+    region_vectors = read_region_vectors(Path(vectors), series["series_id"].tolist())
+    assigned, results = normal_cohort(series, region_vectors, settings, seed, progress=progress)
+    cohort = series.merge(assigned, on="series_id", how="left", validate="one_to_one")
+    cohort["split"] = assign_splits(cohort, settings.split_fractions, seed)
+    cohort["age"] = cohort["age"].round(2)
+    cohort = cohort[list(COHORT_COLUMNS)]
+
+    group_of = {b: r for r in results for b in r.brackets}
+    in_bracket = {b: cohort["bracket"] == b for b in BRACKETS}
+    abnormal = {
+        b: round(float(1.0 - cohort.loc[rows.fillna(False), "normal"].mean()), 4)
+        for b, rows in in_bracket.items() if rows.fillna(False).any()
+    }
+    counts = cohort["split"].value_counts()
+    summary = CohortSummary(
+        series=len(cohort),
+        normal=int(cohort["normal"].sum()),
+        abnormal_share_by_bracket=abnormal,
+        series_by_split={s: int(counts.get(s, 0)) for s in SPLITS},
+        merged_brackets=tuple(r.name for r in results if len(r.brackets) > 1),
+        unclustered_brackets=tuple(r.name for r in results if len(r.labels) and not r.clustered),
+    )
+
+    write_atomic(out, lambda p: cohort.to_csv(p, index=False))
+    reports_out.mkdir(parents=True, exist_ok=True)
+    clusters = cluster_table(results)
+    write_atomic(reports_out / "clusters.csv", lambda p: clusters.to_csv(p, index=False))
+    for bracket in BRACKETS:
+        write_atomic(reports_out / f"umap_{bracket}.png",
+                     lambda p, b=bracket: plot_bracket(b, group_of[b], p, settings.normal_cluster_fraction))
+    write_atomic(reports_out / "age_histogram.png", lambda p: plot_age_histogram(cohort, p))
+    write_json_atomic(
+        reports_out / "summary.json",
+        {
+            "series": summary.series,
+            "normal": summary.normal,
+            "normal_share": round(summary.normal / max(summary.series, 1), 4),
+            "brackets": {
+                str(b): {
+                    "series": int(in_bracket[b].fillna(False).sum()),
+                    "abnormal_share": abnormal.get(b, 0.0),
+                    "clustered_as": group_of[b].name,
+                    "clustered": group_of[b].clustered,
+                }
+                for b in BRACKETS
+            },
+            "splits": summary.series_by_split,
+        },
+    )
+    return summary

@@ -1,0 +1,36 @@
+"""Fixtures of the cohort tests: small raw cohorts written from the phantom's tables (no images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def write_table_cohort(folder: Path, n_subjects: int, seed: int) -> Path:
+    """Write the tables of a phantom cohort (participants, MRI sessions, findings) without images or reports."""
+    from spineage.config import parse_params
+    from spineage.synth.generate import draw_cohort_tables
+
+    tables = draw_cohort_tables(n_subjects, parse_params({}).synth, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    sessions = tables.sessions.reset_index(drop=True)
+    mri = sessions.modality == "mri_t2_sag"
+    findings = [dict(series_id=s, **f) for s, fs, keep in zip(sessions.series_id, tables.findings, mri) if keep for f in fs]
+    tables.subjects[["subject_id", "sex", "birth_year"]].to_csv(folder / "participants.csv", index=False)
+    sessions.loc[mri, ["series_id", "subject_id", "age", "modality", "site", "session"]].round({"age": 2}).to_csv(
+        folder / "sessions.csv", index=False
+    )
+    pd.DataFrame(findings, columns=["series_id", "level", "condition", "severity"]).to_csv(folder / "findings.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def table_cohort(tmp_path_factory) -> Path:
+    """A raw cohort of 600 phantom subjects (tables only) with its findings stage already run."""
+    from spineage.findings.stage import build_findings
+
+    folder = write_table_cohort(tmp_path_factory.mktemp("cohort") / "raw", 600, seed=20251121)
+    build_findings(folder, folder.parent / "interim", folder.parent / "reports" / "findings", progress=False)
+    return folder

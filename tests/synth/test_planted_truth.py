@@ -194,3 +194,31 @@ def test_vfa_shows_bone_density() -> None:
         anatomy = build_anatomy(165, 70, "F", [], default_levels(), np.random.default_rng(2), bone_density=density)
         images.append(acquire_vfa(anatomy, (192, 64), np.random.default_rng(0)).astype(float))
     assert np.percentile(images[1], 95) < 0.85 * np.percentile(images[0], 95)
+
+
+def test_atypical_spines_carry_a_whole_lesion_complex_at_one_disc() -> None:
+    from dataclasses import replace
+
+    from spineage.synth.degeneration import FOCAL_COMPLEXES, draw_findings, draw_latents
+
+    latents = draw_latents(default_levels(), np.random.default_rng(11))
+    for index, (name, prefixes, parts) in enumerate(FOCAL_COMPLEXES):
+        focal = latents.focal.copy()
+        focal[0] = (0.0, 0.0, 0.0)  # atypical, one complex
+        focal[1] = ((index + 0.5) / len(FOCAL_COMPLEXES), 0.5, 0.0)
+        findings = draw_findings(replace(latents, focal=focal), bio_age=40.0, sex="F", prevalent_fracture=False)
+        conditions = {condition for condition, _ in parts}
+        levels = {f["level"] for f in findings if f["condition"] in conditions and f["level"].startswith(prefixes)}
+        at_one = [lv for lv in levels if conditions <= {f["condition"] for f in findings if f["level"] == lv}]
+        assert at_one, name
+        contours = [f for f in findings if f["level"] == at_one[0] and f["condition"] in ("disc_bulge", "protrusion", "extrusion", "disc_osteophyte_complex")]
+        assert len(contours) == 1, name
+
+
+def test_atypical_spines_become_commoner_with_age(mri) -> None:
+    def atypical(findings: list[dict]) -> bool:
+        return any(f["condition"] == "extrusion" or (f["condition"] == "protrusion" and f["level"].startswith("T")) for f in findings)
+
+    young = np.mean([atypical(f) for f in mri[mri.age < 45].findings])
+    old = np.mean([atypical(f) for f in mri[mri.age >= 65].findings])
+    assert 0.05 < young < old

@@ -27,6 +27,7 @@ test-fast: setup
 
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/bench_synth.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/bench_report_reader.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from spineage.findings.vocabulary import region_of
+from spineage.findings.vocabulary import SEVERITY_ORDINAL, region_of
 
 # Level-specific offset of the degeneration load: where spines wear first.
 _LEVEL_OFFSET = {
@@ -149,7 +149,17 @@ def draw_findings(latents: SubjectLatents, bio_age: float, sex: str, prevalent_f
 
     findings = _focal_findings(latents, bio_age, findings)
     findings += _scan_findings(latents, loads, bio_age, sex, prevalent_fracture, fracture_grade, findings)
-    return findings
+    return _worst_per_level(findings)
+
+
+def _worst_per_level(findings: list[dict]) -> list[dict]:
+    """One finding per (level, condition): a focal complex and the per-scan model may both name one."""
+    kept: dict[tuple[str, str], dict] = {}
+    for finding in findings:
+        key = (finding["level"], finding["condition"])
+        if key not in kept or SEVERITY_ORDINAL[finding["severity"]] > SEVERITY_ORDINAL[kept[key]["severity"]]:
+            kept[key] = finding
+    return list(kept.values())
 
 
 FOCAL_PROBABILITY_AT_50 = 0.5
@@ -192,7 +202,6 @@ leave them out. The severity index is shared by the findings of a complex.
 """
 
 _CONTOUR = ("disc_bulge", "protrusion", "extrusion", "disc_osteophyte_complex")
-_SEVERITY_RANK = {"present": 1, "mild": 1, "moderate": 2, "severe": 3, "near_complete": 4}
 
 
 def _focal_findings(latents: SubjectLatents, bio_age: float, findings: list[dict]) -> list[dict]:
@@ -223,7 +232,7 @@ def _focal_findings(latents: SubjectLatents, bio_age: float, findings: list[dict
                 for other in _CONTOUR:
                     by_key.pop((level, other), None)
             elif (level, condition) in by_key:
-                if _SEVERITY_RANK[by_key[(level, condition)]["severity"]] >= _SEVERITY_RANK[severity]:
+                if SEVERITY_ORDINAL[by_key[(level, condition)]["severity"]] >= SEVERITY_ORDINAL[severity]:
                     continue
             by_key[(level, condition)] = _f(level, condition, severity)
     order = {level: i for i, level in enumerate(latents.levels)}

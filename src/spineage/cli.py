@@ -81,6 +81,32 @@ def show(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+@user_errors
+def inspect(
+    scan: Path = typer.Argument(..., help="A NIfTI file, a DICOM series folder, or a PNG/DICOM radiograph."),
+    label: Optional[Path] = typer.Option(None, "--label", help="Its label map (default: one found next to the scan)."),
+    preprocess: Optional[Path] = typer.Option(None, "--preprocess", help="Also write the array the model would see (.npy)."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (preprocess section), used with --preprocess."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Show what to know before trusting a scan: format, orientation, spacing, intensities, regions, quality flags."""
+    from spineage.imaging.inspect import format_inspection, inspect_scan, write_preprocessed
+
+    report = inspect_scan(scan, label)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        typer.echo(format_inspection(report))
+    if preprocess is not None:
+        record = write_preprocessed(scan, preprocess, label, params)
+        status = f", {record['status']}" if record.get("status") else ""
+        reason = f" ({record['reason']})" if record.get("reason") else ""
+        typer.echo(f"wrote {preprocess}: shape {tuple(record['shape'])} {record['dtype']}{status}{reason}", err=as_json)
+
+
 @app.command("parse-report")
 @user_errors
 def parse_report(
@@ -167,6 +193,24 @@ def validate_features(
     _finish_gate(validate_feature_vectors(interim, data, report), report)
 
 
+@validate_app.command("processed")
+@user_errors
+def validate_processed(
+    processed: Path = typer.Option(Path("data/processed"), help="The preprocess stage's folder (manifest.csv and the arrays)."),
+    cohort: Path = typer.Option(Path("data/interim/cohort.csv"), help="The cohort table (every MRI series must be accounted for)."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (preprocess: target spacing and shape; validation: ages)."),
+    report: Path = typer.Option(Path("reports/validation/processed.json"), help="JSON result to write (pass or fail)."),
+) -> None:
+    """Check the preprocessed arrays: target shape and spacing, float16, no NaN/Inf, non-empty, every cohort series."""
+    from spineage.config import load_params
+    from spineage.imaging.preprocess import load_preprocess_settings
+    from spineage.validation.processed import validate_processed_arrays
+
+    settings = load_params(params)
+    preprocess_settings = load_preprocess_settings(params)
+    _finish_gate(validate_processed_arrays(processed, cohort, preprocess_settings, settings.validation, report), report)
+
+
 @app.command()
 @user_errors
 def findings(
@@ -198,6 +242,69 @@ def cohort(
     seed, settings = load_cohort_settings(params)
     summary = build_cohort(raw, vectors, out, reports, settings, seed)
     typer.echo(f"wrote {out}: {summary}")
+
+
+@app.command()
+@user_errors
+def preprocess(
+    raw: Path = typer.Option(Path("data/raw"), help="The raw-cohort folder (sessions.csv names each series' image and label)."),
+    cohort: Path = typer.Option(Path("data/interim/cohort.csv"), help="The cohort table from `spineage cohort` (the series to process)."),
+    out: Path = typer.Option(Path("data/processed"), help="Folder for <series_id>.npy and manifest.csv."),
+    reports: Path = typer.Option(Path("reports/preprocess"), help="Folder for failures.csv and summary.json."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (preprocess section)."),
+    workers: Optional[int] = typer.Option(None, help="Processes (default: params.yaml's preprocess.workers)."),
+) -> None:
+    """Resample, mask, normalise and crop every cohort MRI series to the array the model sees (incremental)."""
+    from spineage.imaging.preprocess import load_preprocess_settings
+    from spineage.imaging.stage import build_processed
+
+    summary = build_processed(raw, cohort, out, reports, load_preprocess_settings(params), workers=workers)
+    typer.echo(f"wrote {out}: {summary}")
+
+
+segment_app = typer.Typer(
+    help="Spine segmentation (vertebra, disc, canal CSF, cord) for scans without a label map: train and predict.",
+    no_args_is_help=True,
+)
+app.add_typer(segment_app, name="segment")
+
+
+@segment_app.command("train")
+@user_errors
+def segment_train(
+    raw: Path = typer.Option(..., help="A raw-cohort folder whose MRI series have label maps (sessions.csv `label`)."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (seed, segmentation section)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (default: params.yaml's segmentation.epochs)."),
+    max_scans: Optional[int] = typer.Option(None, help="Most labelled scans to use (default: params.yaml's)."),
+    metrics: Optional[Path] = typer.Option(None, help="JSON file for the held-out Dice and counts."),
+) -> None:
+    """Train the segmentation U-Net, log the MLflow run and register spine-seg-mri with alias candidate."""
+    from spineage.imaging.segmentation import load_segmentation_settings, train_segmentation, write_metrics
+
+    settings = load_segmentation_settings(params).with_overrides(epochs=epochs, max_scans=max_scans)
+    result = train_segmentation(raw, settings)
+    if metrics is not None:
+        write_metrics(result, metrics)
+    typer.echo(str(result))
+
+
+@segment_app.command("predict")
+@user_errors
+def segment_predict(
+    scan: Path = typer.Argument(..., help="The scan: a NIfTI file or a DICOM series folder."),
+    out: Path = typer.Option(..., help="The label map to write (.nii.gz), on the scan's canonical RAS grid."),
+    model: Optional[str] = typer.Option(
+        None, help="MLflow model URI (default: models:/spine-seg-mri@production, else @candidate)."
+    ),
+    engine: str = typer.Option(
+        "unet", help="unet (the registered model: 100 vertebra, 130 disc, 60 CSF, 61 cord) or totalspineseg (level codes, if installed)."
+    ),
+) -> None:
+    """Segment one scan and write its label map."""
+    from spineage.imaging.segmentation import segment_scan
+
+    path = segment_scan(scan, out, model, engine=engine)
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:  # pragma: no cover - the console script calls app directly

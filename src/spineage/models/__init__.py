@@ -1,0 +1,1 @@
+"""Networks and losses: the spine-age CNNs and the spine segmentation network."""

@@ -1,0 +1,1 @@
+"""The MLflow side: tracking, the model registry, promotion and the models served."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from spineage.errors import UserError
+from spineage.settings_checks import number
 
 DEFAULT_LIFESTYLE_EFFECTS: dict[str, float] = {
     "packs_per_day": 0.93,
@@ -85,8 +86,8 @@ def parse_validation(raw: Any) -> ValidationSettings:
     unknown = sorted(set(raw) - {"age_min", "age_max"})
     if unknown:
         raise UserError(f"Expected validation settings among ['age_max', 'age_min'], found {unknown}")
-    age_min = float(_number(raw, "age_min", 18.0, "validation", 0, 150))
-    age_max = float(_number(raw, "age_max", 100.0, "validation", 0, 150))
+    age_min = float(number(raw, "age_min", 18.0, "validation", 0, 150))
+    age_max = float(number(raw, "age_max", 100.0, "validation", 0, 150))
     if age_min >= age_max:
         raise UserError(f"Expected validation.age_min below validation.age_max, found {age_min:g} and {age_max:g}")
     return ValidationSettings(age_min=age_min, age_max=age_max)
@@ -110,20 +111,11 @@ BUILTIN_PROFILES: dict[str, SynthProfile] = {
 }
 
 
-def _number(section: dict[str, Any], key: str, default: float, where: str, low: float, high: float) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UserError(f"Expected a number for {where}.{key}, found {value!r}")
-    if not low <= value <= high:
-        raise UserError(f"Expected {where}.{key} between {low} and {high}, found {value}")
-    return value
-
-
 def _profile(name: str, raw: Any) -> SynthProfile:
     where = f"synth.profiles.{name}"
     if not isinstance(raw, dict):
         raise UserError(f"Expected a mapping for {where}, found {raw!r}")
-    n_subjects = int(_number(raw, "n_subjects", 0, where, 1, 10_000_000))
+    n_subjects = int(number(raw, "n_subjects", 0, where, 1, 10_000_000))
     spacing = raw.get("mri_spacing_mm")
     shape = raw.get("xray_shape")
     if not (isinstance(spacing, list) and len(spacing) == 3 and all(isinstance(v, (int, float)) and v > 0 for v in spacing)):
@@ -150,15 +142,15 @@ def parse_params(raw: dict[str, Any], path: Path | None = None) -> Params:
     for key, value in (synth_raw.get("lifestyle_effects") or {}).items():
         if key not in effects:
             raise UserError(f"Expected a lifestyle effect among {sorted(effects)}, found {key!r}")
-        effects[key] = _number({key: value}, key, 0.0, "synth.lifestyle_effects", -20, 20)
+        effects[key] = number({key: value}, key, 0.0, "synth.lifestyle_effects", -20, 20)
     outcome_effects = {}
     for key, value in (synth_raw.get("outcome_effects") or {}).items():
-        outcome_effects[key] = _number({key: value}, key, 1.0, "synth.outcome_effects", 0.01, 100)
+        outcome_effects[key] = number({key: value}, key, 1.0, "synth.outcome_effects", 0.01, 100)
     synth = SynthSettings(
         profile_name=str(synth_raw.get("profile", "default")),
-        workers=int(_number(synth_raw, "workers", 2, "synth", 1, 256)),
-        noise_sd=_number(synth_raw, "noise_sd", 3.0, "synth", 0.0, 30.0),
-        repeat_fraction=_number(synth_raw, "repeat_fraction", 0.05, "synth", 0.0, 1.0),
+        workers=int(number(synth_raw, "workers", 2, "synth", 1, 256)),
+        noise_sd=number(synth_raw, "noise_sd", 3.0, "synth", 0.0, 30.0),
+        repeat_fraction=number(synth_raw, "repeat_fraction", 0.05, "synth", 0.0, 1.0),
         lifestyle_effects=effects,
         outcome_effects=outcome_effects,
         profiles=profiles,

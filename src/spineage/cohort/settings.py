@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spineage.errors import UserError
+from spineage.settings_checks import number, section_mapping
 from spineage.findings.vocabulary import BRACKETS
 
 DEFAULT_EPSILON: dict[int, float] = {30: 1.0, 40: 0.7, 50: 1.0, 60: 0.7, 70: 0.3, 80: 0.3}
@@ -65,13 +66,7 @@ class CohortSettings:
 
 
 def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, integer: bool = False) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        kind = "an integer" if integer else "a number"
-        raise UserError(f"Expected {kind} for cohort.{key}, found {value!r}")
-    if not low <= value <= high:
-        raise UserError(f"Expected cohort.{key} between {low} and {high}, found {value}")
-    return value
+    return number(section, key, default, "cohort", low, high, integer)
 
 
 def parse_cohort_settings(section: Any) -> CohortSettings:
@@ -83,11 +78,7 @@ def parse_cohort_settings(section: Any) -> CohortSettings:
     """
     if section is None:
         return CohortSettings()
-    if not isinstance(section, dict):
-        raise UserError(f"Expected a mapping for the cohort section of params.yaml, found {section!r}")
-    unknown = sorted(set(section) - _KEYS)
-    if unknown:
-        raise UserError(f"Expected keys of the cohort section among {sorted(_KEYS)}, found {unknown}")
+    section = section_mapping(section, "cohort", _KEYS)
     metric = section.get("umap_metric", "canberra")
     if metric not in _METRICS:
         raise UserError(f"Expected cohort.umap_metric among {list(_METRICS)}, found {metric!r}")

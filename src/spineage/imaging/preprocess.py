@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spineage.errors import UserError
+from spineage.settings_checks import number, section_mapping
 from spineage.findings.vocabulary import REGIONS
 from spineage.imaging.intensity import (
     NORMALISATIONS,
@@ -165,12 +166,7 @@ _KEYS = {f for f in PreprocessSettings.__dataclass_fields__}
 
 
 def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, integer: bool = False) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise UserError(f"Expected {'an integer' if integer else 'a number'} for preprocess.{key}, found {value!r}")
-    if not low <= value <= high:
-        raise UserError(f"Expected preprocess.{key} between {low:g} and {high:g}, found {value}")
-    return value
+    return number(section, key, default, "preprocess", low, high, integer)
 
 
 def _triple(section: dict[str, Any], key: str, default: tuple, integer: bool, low: float, high: float) -> tuple:
@@ -191,11 +187,7 @@ def parse_preprocess_settings(section: Any) -> PreprocessSettings:
     """
     if section is None:
         return PreprocessSettings()
-    if not isinstance(section, dict):
-        raise UserError(f"Expected a mapping for the preprocess section of params.yaml, found {section!r}")
-    unknown = sorted(set(section) - _KEYS)
-    if unknown:
-        raise UserError(f"Expected keys of the preprocess section among {sorted(_KEYS)}, found {unknown}")
+    section = section_mapping(section, "preprocess", _KEYS)
     region = section.get("region", "whole")
     if region not in SPINE_REGIONS:
         raise UserError(f"Expected preprocess.region among {list(SPINE_REGIONS)}, found {region!r}")

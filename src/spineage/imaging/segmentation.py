@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from spineage.errors import UserError
+from spineage.settings_checks import number, numbers, section_mapping
 from spineage.synth.phantom import CANAL_LABEL, CORD_LABEL, SACRUM_LABEL, disc_label, vertebra_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -184,27 +185,11 @@ class SegmentationSettings:
 
 
 def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, integer: bool = False) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        kind = "an integer" if integer else "a number"
-        raise UserError(f"Expected {kind} for segmentation.{key}, found {value!r}")
-    if not low <= value <= high:
-        raise UserError(f"Expected segmentation.{key} between {low} and {high}, found {value}")
-    return value
+    return number(section, key, default, "segmentation", low, high, integer)
 
 
 def _numbers(section: dict[str, Any], key: str, default: Sequence, count: int | None, low: float, high: float, integer: bool) -> tuple:
-    value = section.get(key, default)
-    kind = "integers" if integer else "numbers"
-    what = f"{count} {kind}" if count else f"a list of {kind}"
-    if not isinstance(value, (list, tuple)) or (count is not None and len(value) != count) or not value:
-        raise UserError(f"Expected {what} for segmentation.{key}, found {value!r}")
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or (integer and not isinstance(item, int)):
-            raise UserError(f"Expected {what} for segmentation.{key}, found {value!r}")
-        if not low <= item <= high:
-            raise UserError(f"Expected segmentation.{key} values between {low} and {high}, found {value!r}")
-    return tuple(int(v) if integer else float(v) for v in value)
+    return numbers(section, key, default, "segmentation", count, low, high, integer)
 
 
 def parse_segmentation_settings(section: Any) -> SegmentationSettings:
@@ -220,11 +205,7 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
     """
     if section is None:
         return SegmentationSettings()
-    if not isinstance(section, dict):
-        raise UserError(f"Expected a mapping for the segmentation section of params.yaml, found {section!r}")
-    unknown = sorted(set(section) - _KEYS)
-    if unknown:
-        raise UserError(f"Expected keys of the segmentation section among {sorted(_KEYS)}, found {unknown}")
+    section = section_mapping(section, "segmentation", _KEYS)
     defaults = SegmentationSettings()
     channels = _numbers(section, "channels", defaults.channels, None, 1, 1024, integer=True)
     if len(channels) < 2:

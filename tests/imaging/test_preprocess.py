@@ -250,3 +250,20 @@ def test_a_segmentation_without_levels_is_usable_for_the_whole_spine_only(phanto
     array, record = preprocess_volume(volume, generic, PreprocessSettings(region="lumbar"))
     assert array is None and record["status"] == "excluded" and "empty_mask" in record["flags"]
     assert "carry no level" in record["reason"]
+
+
+@pytest.mark.parametrize("name", ["sct_t2_lumbar.nii.gz", "sct_t2_cervical.nii.gz"])
+def test_both_real_volumes_preprocess_to_the_default_target_shape(name: str) -> None:
+    """Real files (RAS lumbar, PSR cervical) reach the model's input grid; the spine label is a block at the centre."""
+    path = REAL_CERVICAL.parent / name
+    if not path.is_file():
+        pytest.skip(NO_REALDATA)
+    volume = load_volume(path)
+    labels = np.zeros(volume.array.shape, np.uint8)
+    centre = [n // 2 for n in volume.array.shape]
+    labels[tuple(slice(c - 5, c + 5) for c in centre)] = 3
+    settings = PreprocessSettings(min_regions_in_view=1)
+    array, record = preprocess_volume(volume, labels, settings)
+    assert record["status"] == "ok", record["reason"]
+    assert array.shape == tuple(PreprocessSettings().shape) and array.dtype == np.float16
+    assert np.isfinite(array.astype(np.float32)).all() and 0 < np.count_nonzero(array) < array.size

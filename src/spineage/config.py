@@ -160,8 +160,10 @@ def parse_params(raw: dict[str, Any], path: Path | None = None) -> Params:
     return Params(seed=seed, data_source=source, synth=synth, path=path, validation=validation)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and check ``params.yaml``.
+def read_params_mapping(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The params file as a mapping, after the shared checks of :func:`parse_params`.
+
+    Stages whose sections live in their own modules read them from here.
 
     Raises:
         UserError: if the file is missing, is not YAML, or holds a bad value.
@@ -172,7 +174,17 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.is_file():
         raise UserError(f"Expected a params file at {path}, found nothing there")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise UserError(f"Expected valid YAML in {path}: {str(error).splitlines()[0]}") from None
-    return parse_params(raw or {}, path)
+    parse_params(raw, path)
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and check ``params.yaml``.
+
+    Raises:
+        UserError: if the file is missing, is not YAML, or holds a bad value.
+    """
+    return parse_params(read_params_mapping(path), Path(path))

@@ -125,7 +125,7 @@ def parse_cohort_settings(section: Any) -> CohortSettings:
 
 def load_cohort_settings(params: str | Path) -> tuple[int, CohortSettings]:
     """The seed and the cohort settings of a params file (defaults where the section is absent)."""
-    from spineage.findings.stage import read_params_mapping
+    from spineage.config import read_params_mapping
 
-    raw = read_params_mapping(params)  # checked by load_params: the seed is a non-negative integer
+    raw = read_params_mapping(params)  # the seed is checked there: a non-negative integer
     return int(raw.get("seed", 0)), parse_cohort_settings(raw.get("cohort"))

@@ -90,17 +90,9 @@ def parse_findings_settings(section: Any) -> FindingsSettings:
 
 def load_findings_settings(params: str | Path) -> FindingsSettings:
     """Read the ``findings`` section of a params file (defaults when absent)."""
+    from spineage.config import read_params_mapping
+
     return parse_findings_settings(read_params_mapping(params).get("findings"))
-
-
-def read_params_mapping(params: str | Path) -> dict[str, Any]:
-    """The params file as a mapping, checked with :func:`spineage.config.load_params` first."""
-    import yaml
-
-    from spineage.config import load_params
-
-    load_params(params)  # the shared checks: file present, valid YAML, good seed and synth section
-    return yaml.safe_load(Path(params).read_text()) or {}
 
 
 @dataclass(frozen=True)

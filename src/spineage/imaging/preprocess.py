@@ -228,7 +228,7 @@ def parse_preprocess_settings(section: Any) -> PreprocessSettings:
 
 def load_preprocess_settings(params: str | Path) -> PreprocessSettings:
     """The ``preprocess`` section of a params file (defaults where absent), after the shared checks."""
-    from spineage.findings.stage import read_params_mapping
+    from spineage.config import read_params_mapping
 
     return parse_preprocess_settings(read_params_mapping(params).get("preprocess"))
 

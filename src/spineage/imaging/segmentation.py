@@ -237,9 +237,9 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
 
 def load_segmentation_settings(params: str | Path) -> SegmentationSettings:
     """The segmentation settings of a params file (defaults where the section is absent), with its seed."""
-    from spineage.findings.stage import read_params_mapping
+    from spineage.config import read_params_mapping
 
-    raw = read_params_mapping(params)  # checked by load_params: the seed is a non-negative integer
+    raw = read_params_mapping(params)  # the seed is checked there: a non-negative integer
     return replace(parse_segmentation_settings(raw.get("segmentation")), seed=int(raw.get("seed", 0)))
 
 

@@ -21,5 +21,5 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
 def test_help_lists_the_stage_commands() -> None:
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("synth", "show", "inspect", "parse-report", "validate", "findings", "cohort", "preprocess", "segment"):
+    for command in ("synth", "show", "inspect", "parse-report", "validate", "findings", "cohort", "preprocess", "segment", "train"):
         assert command in result.output

@@ -307,6 +307,56 @@ def segment_predict(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+@user_errors
+def train(
+    processed: Path = typer.Option(Path("data/processed"), help="The preprocess stage's folder (arrays and manifest.csv)."),
+    out: Path = typer.Option(Path("models/spine-age"), help="Folder for checkpoint.pt (every epoch) and best.pt."),
+    reports: Path = typer.Option(Path("reports/train"), help="Folder for metrics.json, predictions.csv and history.csv."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (seed, train and preprocess sections)."),
+    raw: Optional[Path] = typer.Option(Path("data/raw"), help="The raw cohort; its ground_truth.json gives the noise floor."),
+    gate: Optional[Path] = typer.Option(
+        Path("reports/validation/processed.json"), help="The processed-data gate's result, logged with the run."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out where it stopped."),
+    nproc: Optional[int] = typer.Option(None, help="Training processes (DDP; default: params.yaml's train.nproc)."),
+    max_epochs: Optional[int] = typer.Option(None, help="Epochs at most (default: params.yaml's)."),
+    loss: Optional[str] = typer.Option(None, help="mse, smooth_l1 or mean_variance (default: params.yaml's)."),
+) -> None:
+    """Train the spine-age DCNN on the normal cohort, log the MLflow run and register spine-age-mri@candidate."""
+    from spineage.config import read_params_mapping
+    from spineage.training.distributed import launch_processes, launched_by_torchrun
+    from spineage.training.settings import LOSSES, parse_training_settings
+
+    if loss is not None and loss not in LOSSES:
+        raise UserError(f"Expected --loss among {list(LOSSES)}, found {loss!r}")
+    if nproc is not None and nproc < 1:
+        raise UserError(f"Expected --nproc of at least 1, found {nproc}")
+    raw_params = read_params_mapping(params)
+    settings = parse_training_settings(raw_params.get("train"), seed=int(raw_params.get("seed", 0)))
+    settings = settings.with_overrides(nproc=nproc, max_epochs=max_epochs, loss=loss)
+    if settings.nproc > 1 and not launched_by_torchrun():
+        arguments = ["train", "--processed", str(processed), "--out", str(out), "--reports", str(reports), "--params", str(params)]
+        arguments += ["--raw", str(raw)] if raw is not None else []
+        arguments += ["--gate", str(gate)] if gate is not None else []
+        arguments += ["--resume"] if resume else []
+        arguments += ["--max-epochs", str(settings.max_epochs), "--loss", settings.loss]
+        code = launch_processes(settings.nproc, arguments)
+        if code:
+            raise typer.Exit(code=code)
+        return
+    from spineage.training.stage import train_spine_age
+
+    result = train_spine_age(
+        processed, settings, out, reports,
+        preprocessing=raw_params.get("preprocess") or {},
+        ground_truth=raw / "ground_truth.json" if raw is not None else None,
+        gate_report=gate, resume=resume,
+    )
+    if result is not None:
+        typer.echo(str(result))
+
+
 def main() -> None:  # pragma: no cover - the console script calls app directly
     app()
 

@@ -190,6 +190,19 @@ def test_marrow_brightens_with_biological_age() -> None:
     assert signal[1] > signal[0] + 0.05
 
 
+def test_disc_nuclei_dim_with_biological_age_without_any_finding() -> None:
+    x, y, z = np.array([0.0]), np.arange(-110, 130, 2.0), np.arange(-740, 100, 2.0)
+    signal = []
+    for age in (25, 85):
+        anatomy = build_anatomy(170, age, "F", [], default_levels(), np.random.default_rng(5))
+        rendered = rasterize(anatomy, x, y, z, properties=("t2",))
+        signal.append(np.percentile(rendered.t2[rendered.labels == disc_label("L3")], 90))
+    assert signal[1] < 0.85 * signal[0]
+    # A reported desiccation never brightens an old disc.
+    old = build_anatomy(170, 95, "F", [{"level": "L3", "condition": "desiccation", "severity": "mild"}], default_levels(), np.random.default_rng(5))
+    assert old.discs[old.levels.index("L3")].hydration <= 0.62
+
+
 def test_vfa_shows_bone_density() -> None:
     images = []
     for density in (1.0, 0.7):

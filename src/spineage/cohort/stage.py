@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from spineage.atomic import write_atomic, write_json_atomic
 from spineage.cohort.settings import CohortSettings
 from spineage.errors import UserError
-from spineage.findings.stage import read_mri_series, write_atomic, write_json_atomic
+from spineage.findings.stage import read_mri_series
 from spineage.findings.vocabulary import BRACKETS
 
 COHORT_COLUMNS: tuple[str, ...] = (

@@ -32,17 +32,15 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
+from spineage.atomic import write_atomic, write_json_atomic
 from spineage.errors import UserError
 from spineage.findings.vocabulary import DEGENERATIVE_CONDITIONS, LEVELS, check_finding
 
@@ -256,29 +254,6 @@ def read_series_reports(
 # ---------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(temporary)`` for a temporary file beside ``path``, then rename it to ``path``.
-
-    An interrupted run never leaves a half-written output.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path: Path, data: dict) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    return write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,18 @@ import numpy as np
 
 from spineage.findings.vocabulary import SEVERITY_ORDINAL, region_of
 
+MARROW_FAT_PER_YEAR = 1.0 / 70.0
+"""Rise of the marrow fat fraction per year of biological age from 20 (T2-bright marrow; an image ageing signal)."""
+
+MARROW_FAT_SD = 0.01
+"""SD of one scan's marrow fat fraction around its age trend (0.01 is about 0.7 years)."""
+
+DISC_HYDRATION_LOSS_PER_YEAR = 0.005
+"""Loss of disc nucleus T2 brightness per year of biological age from 20, with or without a reported finding."""
+
+DISC_HYDRATION_AGE_FLOOR = 0.68
+"""Age alone dims a disc no further than this (a reported desiccation goes lower: 0.62 to 0.08)."""
+
 # Reference sizes (mm) for a 170 cm adult: body height, depth (AP) and width (LR) per region.
 _BODY_HEIGHT = {"cervical": 14.0, "thoracic": (17.0, 24.0), "lumbar": 28.0}
 _BODY_DEPTH = {"cervical": 16.0, "thoracic": (20.0, 30.0), "lumbar": 34.0}
@@ -191,14 +203,15 @@ def build_anatomy(
         )
         # Discs lose a little height with age even without a reported finding.
         age_loss = 1.0 - 0.002 * max(0.0, bio_age - 30.0)
-        discs.append(Disc(level=level, height=_regional(_DISC_HEIGHT, region, fraction) * scale * age_loss))
+        hydration = max(DISC_HYDRATION_AGE_FLOOR, 1.0 - DISC_HYDRATION_LOSS_PER_YEAR * max(0.0, bio_age - 20.0))
+        discs.append(Disc(level=level, height=_regional(_DISC_HEIGHT, region, fraction) * scale * age_loss, hydration=hydration))
 
     anatomy = SpineAnatomy(
         vertebrae=vertebrae,
         discs=discs,
         scale=scale,
         bio_age=bio_age,
-        marrow_fat=float(np.clip((bio_age - 20.0) / 70.0 + 0.05 * rng.standard_normal(), 0.0, 1.0)),
+        marrow_fat=float(np.clip(MARROW_FAT_PER_YEAR * (bio_age - 20.0) + MARROW_FAT_SD * rng.standard_normal(), 0.0, 1.0)),
         bone_density=bone_density,
         cervical_lordosis_deg=25.0 + 4.0 * rng.standard_normal() - 0.1 * max(0.0, bio_age - 40.0),
         thoracic_kyphosis_deg=32.0 + 5.0 * rng.standard_normal() + 0.3 * max(0.0, bio_age - 40.0),
@@ -224,7 +237,7 @@ def _apply_finding(anatomy: SpineAnatomy, by_level: dict[str, int], finding: dic
     vertebra = anatomy.vertebrae[index] if index is not None else None
     side = float(rng.uniform(-0.25, 0.25))
     if condition == "desiccation":
-        disc.hydration = (0.62, 0.38, 0.2, 0.08)[grade - 1]
+        disc.hydration = min(disc.hydration, (0.62, 0.38, 0.2, 0.08)[grade - 1])
         disc.height *= (0.92, 0.8, 0.66, 0.5)[grade - 1]
     elif condition == "disc_bulge":
         disc.bulge = CONTOUR_SIZE_MM["disc_bulge"][grade - 1] * anatomy.scale

@@ -186,6 +186,8 @@ def generate_cohort(
     """
     from tqdm import tqdm
 
+    from spineage.synth.anatomy import DISC_HYDRATION_LOSS_PER_YEAR, MARROW_FAT_PER_YEAR, MARROW_FAT_SD
+    from spineage.synth.phantom import MARROW_T2_LEAN, MARROW_T2_PER_FAT, MARROW_TEXTURE
     from spineage.synth.degeneration import LOAD_SLOPE_PER_DECADE
     from spineage.synth.scanner import SITES
 
@@ -246,6 +248,10 @@ def generate_cohort(
             "spine_age_gap_sd": float(outcomes.attrs["sag_sd"]),
             "spine_age_gap_mean": float(outcomes.attrs["sag_mean"]),
             "degeneration_load_slope_per_decade": LOAD_SLOPE_PER_DECADE,
+            "marrow_fat_per_year": MARROW_FAT_PER_YEAR,
+            "marrow_fat_sd": MARROW_FAT_SD,
+            "disc_hydration_loss_per_year": DISC_HYDRATION_LOSS_PER_YEAR,
+            "marrow_t2": {"lean": MARROW_T2_LEAN, "per_fat": MARROW_T2_PER_FAT, "texture": MARROW_TEXTURE},
             "sites": [asdict(s) for s in SITES],
             "subjects": {
                 row.subject_id: {

@@ -50,6 +50,15 @@ T2 = {
     "liver": 0.2, "bowel": 0.4, "air": 0.0, "brain": 0.42, "csf": 1.0, "cord": 0.42,
     "cortex": 0.05, "annulus": 0.17, "nucleus": 0.92, "edema": 0.72, "cyst": 1.0,
 }
+MARROW_T2_LEAN = 0.25
+"""T2 signal of marrow without fat (relative to CSF = 1)."""
+
+MARROW_T2_PER_FAT = 0.6
+"""Rise of marrow T2 signal from no fat to all fat."""
+
+MARROW_TEXTURE = 0.03
+"""Relative amplitude of the smooth trabecular texture of the marrow signal."""
+
 MU = {
     "fat": 0.9, "muscle": 1.05, "soft": 1.0, "lung": 0.25, "blood": 1.05, "heart": 1.05,
     "liver": 1.06, "bowel": 0.8, "air": 0.0, "brain": 1.03, "csf": 1.0, "cord": 1.03,
@@ -378,10 +387,11 @@ def _paint_spine(painter: Painter, frame: SpineFrame, rng: np.random.Generator) 
     sc = anatomy.scale
     body_tops, disc_tops = anatomy.segment_bounds()
     sacrum_top = anatomy.sacrum_top
-    marrow_t2 = 0.3 + 0.32 * anatomy.marrow_fat
+    # Fatty marrow is T2-bright on fast spin echo: the clearest image ageing signal of the phantom.
+    marrow_t2 = MARROW_T2_LEAN + MARROW_T2_PER_FAT * anatomy.marrow_fat
     bone_mu = MU["marrow"] * anatomy.bone_density
     cortex_mu = MU["cortex"] * anatomy.bone_density
-    marrow_texture = 1.0 + 0.1 * _smooth_noise((1, len(frame.y), len(frame.z)), rng, cells=40)
+    marrow_texture = 1.0 + MARROW_TEXTURE * _smooth_noise((1, len(frame.y), len(frame.z)), rng, cells=40)
     conus = body_tops[next(i for i, lv in enumerate(anatomy.levels) if lv.startswith("L"))] + 20 * sc
 
     # Canal: CSF from the foramen magnum to S2, narrowed by stenosis and congenital narrowing.

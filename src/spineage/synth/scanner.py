@@ -89,7 +89,7 @@ def _bias_field(shape: tuple[int, int, int], strength: float, rng: np.random.Gen
     z = np.linspace(0.0, 1.0, nz, dtype=np.float32)[None, None, :]
     x = np.linspace(-1.0, 1.0, nx, dtype=np.float32)[:, None, None]
     phase = rng.uniform(0, 2 * np.pi)
-    log_field = strength * (-0.9 * y + 0.35 * np.sin(2 * np.pi * 1.5 * z + phase) - 0.15 * x**2)
+    log_field = strength * (-0.9 * y + 0.2 * np.sin(2 * np.pi * 1.5 * z + phase) - 0.15 * x**2)
     return np.exp(log_field - log_field.mean())
 
 

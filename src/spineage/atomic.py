@@ -1,0 +1,39 @@
+"""Writing outputs atomically: a temporary file beside the target, then a rename.
+
+An interrupted run never leaves a half-written output, and an existing output
+stays whole until its replacement is complete.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> write_json_atomic(folder / "metrics.json", {"mae": 2.5}).read_text()
+    '{\\n  "mae": 2.5\\n}\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary)`` for a temporary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: Path, data: dict) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    return write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))

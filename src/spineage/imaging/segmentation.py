@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import math
 import os
 import shutil
@@ -788,32 +787,14 @@ def log_segmentation_model(net: "SpineSegNet") -> Any:
     Returns:
         MLflow's ``ModelInfo``.
     """
-    import copy
+    from spineage.registry.tracking import log_torch_module
 
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    from spineage.registry.tracking import mlflow_log_level, pinned_requirements
-
-    model = copy.deepcopy(net).to("cpu").to(memory_format=torch.contiguous_format).eval()
-    side = 2 * model.grid_multiple
-    example = np.zeros((1, 1, side, side, side), dtype=np.float32)
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1, -1))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(model.class_names), -1, -1, -1))]),
+    side = 2 * net.grid_multiple
+    return log_torch_module(
+        net, input_shape=(-1, 1, -1, -1, -1), output_shape=(-1, len(net.class_names), -1, -1, -1),
+        example_shape=(1, 1, side, side, side), packages=("torch", "monai", "numpy", "cloudpickle"),
+        metadata={"classes": list(net.class_names), "class_codes": list(CLASS_CODES), "needs": "the spineage package"},
     )
-    with mlflow_log_level(logging.ERROR):  # the pickle-format notice: the pickle is what loads back as SpineSegNet
-        return mlflow.pytorch.log_model(
-            pytorch_model=model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=pinned_requirements("torch", "monai", "numpy", "cloudpickle"),
-            serialization_format="pickle",
-            metadata={"classes": list(model.class_names), "class_codes": list(CLASS_CODES), "needs": "the spineage package"},
-        )
 
 
 # --------------------------------------------------------------------------- TotalSpineSeg

@@ -264,3 +264,54 @@ def pinned_model_uri(uri: str) -> str:
             raise UserError(f"Expected registered model {name!r} to have alias {alias!r} in {tracking_uri()}, found none")
         return model_uri(name, version=version.version)
     return uri
+
+
+def log_torch_module(
+    net: Any,
+    input_shape: tuple[int, ...],
+    output_shape: tuple[int, ...],
+    example_shape: tuple[int, ...],
+    packages: tuple[str, ...],
+    metadata: dict[str, Any],
+) -> "ModelInfo":
+    """Log one of this package's torch modules to the active run, so that it loads back as its own class.
+
+    The pytorch flavour pickles the module (``serialization_format="pickle"``),
+    so ``mlflow.pytorch.load_model`` returns the project's class with its
+    attributes; a tensor signature (``-1`` marks a free size), a zero input
+    example and pinned ``pip_requirements`` go with it.
+
+    Args:
+        net: the module (copied to the CPU, contiguous memory, eval mode; the original is untouched).
+        input_shape: input tensor shape for the signature.
+        output_shape: output tensor shape for the signature.
+        example_shape: shape of the float32 zero input example.
+        packages: installed distributions to pin (see :func:`pinned_requirements`).
+        metadata: model metadata (``needs`` says what loading it takes).
+
+    Returns:
+        MLflow's ``ModelInfo``.
+    """
+    import copy
+
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    model = copy.deepcopy(net).to("cpu").to(memory_format=torch.contiguous_format).eval()
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), tuple(input_shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), tuple(output_shape))]),
+    )
+    with mlflow_log_level(logging.ERROR):  # the pickle-format notice: the pickle is what loads back as the class
+        return mlflow.pytorch.log_model(
+            pytorch_model=model,
+            name="model",
+            signature=signature,
+            input_example=np.zeros(example_shape, dtype=np.float32),
+            pip_requirements=pinned_requirements(*packages),
+            serialization_format="pickle",
+            metadata=metadata,
+        )

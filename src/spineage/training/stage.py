@@ -290,37 +290,19 @@ def _state_on_cpu(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 def log_spine_age_model(net: SpineAgeNet) -> Any:
     """Log the network to the active MLflow run (pytorch flavour, pickled so that it loads back as a
     :class:`~spineage.models.spine_age.SpineAgeNet`), with a signature, an input example and pinned requirements."""
-    import copy
-    import logging
+    from spineage.registry.tracking import log_torch_module
 
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    from spineage.registry.tracking import mlflow_log_level, pinned_requirements
-
-    model = copy.deepcopy(net).to("cpu").to(memory_format=torch.contiguous_format).eval()
-    example = np.zeros((1, 1, *model.input_shape), dtype=np.float32)
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, *model.input_shape))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
+    shape = tuple(net.input_shape)
+    return log_torch_module(
+        net, input_shape=(-1, 1, *shape), output_shape=(-1,), example_shape=(1, 1, *shape),
+        packages=("torch", "numpy", "cloudpickle"),
+        metadata={
+            "input_shape": list(shape),
+            "target_spacing_mm": list(net.target_spacing),
+            "output": "spine age (years)",
+            "needs": "the spineage package",
+        },
     )
-    with mlflow_log_level(logging.ERROR):  # the pickle-format notice: the pickle is what loads back as SpineAgeNet
-        return mlflow.pytorch.log_model(
-            pytorch_model=model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=pinned_requirements("torch", "numpy", "cloudpickle"),
-            serialization_format="pickle",
-            metadata={
-                "input_shape": list(model.input_shape),
-                "target_spacing_mm": list(model.target_spacing),
-                "output": "spine age (years)",
-                "needs": "the spineage package",
-            },
-        )
 
 
 def _start_or_resume_run(run_id: str | None, run_name: str) -> Any:

@@ -186,3 +186,15 @@ def test_the_data_version_is_dvc_md5_of_the_processed_folder_and_the_manifest_ha
     (processed / "manifest.csv").write_text("series_id,split\nmri-1,train\n")
     assert data_version(Path("data/processed"), tmp_path / "none.lock") == {"manifest_sha256": data_version(Path("data/processed"))["manifest_sha256"]}
     assert data_version(Path("data/processed"))["manifest_sha256"] != version["manifest_sha256"]
+
+
+def test_channels_last_keeps_1x1x1_kernels_in_the_layout_their_gradients_come_in() -> None:
+    from spineage.models.spine_age import SpineAgeNet
+    from spineage.training.stage import to_channels_last
+
+    net = to_channels_last(SpineAgeNet(input_shape=(8, 8, 16), channels=(2, 2, 4, 4, 4), head_channels=4))
+    assert net.blocks[1][0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    reduce = net.reduce[0].weight
+    net(torch.rand(2, 1, 8, 8, 16).contiguous(memory_format=torch.channels_last_3d)).sum().backward()
+    # DDP warns and copies every step when a parameter's strides differ from its gradient's.
+    assert reduce.stride() == reduce.grad.stride()

@@ -198,6 +198,21 @@ def build_model(settings: TrainingSettings, input_shape: tuple[int, int, int], t
     )
 
 
+def to_channels_last(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` in channels_last_3d memory format, its 1×1×1 kernels left in plain layout.
+
+    A (out, in, 1, 1, 1) kernel is the same memory either way, but autograd hands back
+    its gradient with plain strides; DDP compares strides and would warn and copy on every step.
+    """
+    import torch
+
+    net = net.to(memory_format=torch.channels_last_3d)
+    for parameter in net.parameters():
+        if parameter.dim() == 5 and parameter.shape[2:] == (1, 1, 1):
+            parameter.data = parameter.data.clone(memory_format=torch.contiguous_format)
+    return net
+
+
 def _to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     import torch
 
@@ -416,7 +431,7 @@ def _train(
     fitting = {"crop_shape": list(settings.crop_shape) if settings.crop_shape else None, "input_shape": list(input_shape)}
     net = build_model(settings, input_shape, train.ages, {**preprocessing, "fit_to_network": fitting}).to(device)
     if channels_last:
-        net = net.to(memory_format=torch.channels_last_3d)
+        net = to_channels_last(net)
     loss_function = AgeLoss.for_model(
         settings.loss, net, lambda_mean=settings.lambda_mean, lambda_variance=settings.lambda_variance, beta=settings.smooth_l1_beta,
     ).to(device)

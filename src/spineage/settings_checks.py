@@ -51,3 +51,19 @@ def numbers(section: dict[str, Any], key: str, default: Sequence, where: str, co
     if not all(low <= item <= high for item in value):
         raise UserError(f"Expected {where}.{key} values between {low:g} and {high:g}, found {value!r}")
     return tuple(int(v) if integer else float(v) for v in value)
+
+
+def choice(section: dict[str, Any], key: str, default: Any, where: str, choices: Sequence) -> Any:
+    """``section[key]`` (or ``default``), one of ``choices``."""
+    value = section.get(key, default)
+    if value not in choices:
+        raise UserError(f"Expected {where}.{key} among {list(choices)}, found {value!r}")
+    return value
+
+
+def flag(section: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    """``section[key]`` (or ``default``), true or false."""
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise UserError(f"Expected true or false for {where}.{key}, found {value!r}")
+    return value

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spineage.errors import UserError
-from spineage.settings_checks import number, section_mapping
+from spineage.settings_checks import choice, number, section_mapping
 from spineage.findings.vocabulary import BRACKETS
 
 DEFAULT_EPSILON: dict[int, float] = {30: 1.0, 40: 0.7, 50: 1.0, 60: 0.7, 70: 0.3, 80: 0.3}
@@ -79,13 +79,8 @@ def parse_cohort_settings(section: Any) -> CohortSettings:
     if section is None:
         return CohortSettings()
     section = section_mapping(section, "cohort", _KEYS)
-    metric = section.get("umap_metric", "canberra")
-    if metric not in _METRICS:
-        raise UserError(f"Expected cohort.umap_metric among {list(_METRICS)}, found {metric!r}")
-
-    init = section.get("umap_init", "pca")
-    if init not in _INITS:
-        raise UserError(f"Expected cohort.umap_init among {list(_INITS)}, found {init!r}")
+    metric = choice(section, "umap_metric", "canberra", "cohort", _METRICS)
+    init = choice(section, "umap_init", "pca", "cohort", _INITS)
 
     epsilon = dict(DEFAULT_EPSILON)
     raw_epsilon = section.get("epsilon") or {}

@@ -43,6 +43,7 @@ import pandas as pd
 from spineage.atomic import write_atomic, write_json_atomic
 from spineage.errors import UserError
 from spineage.findings.vocabulary import DEGENERATIVE_CONDITIONS, LEVELS, check_finding
+from spineage.settings_checks import flag
 
 MRI_MODALITY = "mri_t2_sag"
 
@@ -80,10 +81,7 @@ def parse_findings_settings(section: Any) -> FindingsSettings:
     unknown = sorted(set(section) - {"count_uncertain"})
     if unknown:
         raise UserError(f"Expected only count_uncertain in the findings section of params.yaml, found {unknown}")
-    value = section.get("count_uncertain", True)
-    if not isinstance(value, bool):
-        raise UserError(f"Expected true or false for findings.count_uncertain, found {value!r}")
-    return FindingsSettings(count_uncertain=value)
+    return FindingsSettings(count_uncertain=flag(section, "count_uncertain", True, "findings"))
 
 
 def load_findings_settings(params: str | Path) -> FindingsSettings:

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spineage.errors import UserError
-from spineage.settings_checks import number, section_mapping
+from spineage.settings_checks import choice, number, section_mapping
 from spineage.findings.vocabulary import REGIONS
 from spineage.imaging.intensity import (
     NORMALISATIONS,
@@ -188,12 +188,8 @@ def parse_preprocess_settings(section: Any) -> PreprocessSettings:
     if section is None:
         return PreprocessSettings()
     section = section_mapping(section, "preprocess", _KEYS)
-    region = section.get("region", "whole")
-    if region not in SPINE_REGIONS:
-        raise UserError(f"Expected preprocess.region among {list(SPINE_REGIONS)}, found {region!r}")
-    normalisation = section.get("normalisation", "percentile")
-    if normalisation not in NORMALISATIONS:
-        raise UserError(f"Expected preprocess.normalisation among {list(NORMALISATIONS)}, found {normalisation!r}")
+    region = choice(section, "region", "whole", "preprocess", SPINE_REGIONS)
+    normalisation = choice(section, "normalisation", "percentile", "preprocess", NORMALISATIONS)
     percentiles = section.get("percentiles", [1.0, 99.0])
     if not (isinstance(percentiles, (list, tuple)) and len(percentiles) == 2
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in percentiles)

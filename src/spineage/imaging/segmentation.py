@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from spineage.errors import UserError
-from spineage.settings_checks import number, numbers, section_mapping
+from spineage.settings_checks import flag, number, numbers, section_mapping
 from spineage.synth.phantom import CANAL_LABEL, CORD_LABEL, SACRUM_LABEL, disc_label, vertebra_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -216,11 +216,7 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
             f"Expected every segmentation.patch_size side to be a multiple of {multiple} "
             f"({len(channels)} U-Net levels), found {list(patch)}"
         )
-    switches = {}
-    for key in ("mixed_precision", "cpu_bfloat16"):
-        switches[key] = section.get(key, getattr(defaults, key))
-        if not isinstance(switches[key], bool):
-            raise UserError(f"Expected true or false for segmentation.{key}, found {switches[key]!r}")
+    switches = {key: flag(section, key, getattr(defaults, key), "segmentation") for key in ("mixed_precision", "cpu_bfloat16")}
     return SegmentationSettings(
         working_spacing_mm=_numbers(section, "working_spacing_mm", defaults.working_spacing_mm, 3, 0.1, 50.0, integer=False),
         patch_size=patch,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spineage.errors import UserError
-from spineage.settings_checks import number, numbers, section_mapping
+from spineage.settings_checks import choice, flag, number, numbers, section_mapping
 
 LOSSES: tuple[str, ...] = ("mse", "smooth_l1", "mean_variance")
 """The age losses (``spineage.models.losses``); the MRI paper's default is mse."""
@@ -106,20 +106,6 @@ def _number(section: dict[str, Any], key: str, default: float, low: float, high:
     return number(section, key, default, "train", low, high, integer)
 
 
-def _flag(section: dict[str, Any], key: str, default: bool) -> bool:
-    value = section.get(key, default)
-    if not isinstance(value, bool):
-        raise UserError(f"Expected true or false for train.{key}, found {value!r}")
-    return value
-
-
-def _choice(section: dict[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
-    value = section.get(key, default)
-    if value not in choices:
-        raise UserError(f"Expected train.{key} among {list(choices)}, found {value!r}")
-    return value
-
-
 def parse_training_settings(section: Any, seed: int = 0) -> TrainingSettings:
     """Turn the ``train`` section of params.yaml into :class:`TrainingSettings`, checking every value.
 
@@ -138,7 +124,7 @@ def parse_training_settings(section: Any, seed: int = 0) -> TrainingSettings:
         raise UserError(f"Expected train.age_bins as [low, high, width] with low < high and 0 < width <= high - low, found {[low, high, width]}")
     return TrainingSettings(
         seed=int(seed),
-        loss=_choice(section, "loss", "mse", LOSSES),
+        loss=choice(section, "loss", "mse", "train", LOSSES),
         learning_rate=float(_number(section, "learning_rate", 1e-3, 1e-7, 1.0)),
         weight_decay=float(_number(section, "weight_decay", 0.0, 0.0, 1.0)),
         batch_size=int(_number(section, "batch_size", 8, 1, 4096, integer=True)),
@@ -158,10 +144,10 @@ def parse_training_settings(section: Any, seed: int = 0) -> TrainingSettings:
         smooth_l1_beta=float(_number(section, "smooth_l1_beta", 1.0, 1e-6, 100.0)),
         augment_shift_voxels=int(_number(section, "augment_shift_voxels", 2, 0, 64, integer=True)),
         augment_intensity=float(_number(section, "augment_intensity", 0.05, 0.0, 0.5)),
-        augment_flip=_flag(section, "augment_flip", True),
-        cpu_precision=_choice(section, "cpu_precision", "auto", CPU_PRECISIONS),
-        channels_last=_flag(section, "channels_last", True),
-        mixed_precision=_flag(section, "mixed_precision", True),
+        augment_flip=flag(section, "augment_flip", True, "train"),
+        cpu_precision=choice(section, "cpu_precision", "auto", "train", CPU_PRECISIONS),
+        channels_last=flag(section, "channels_last", True, "train"),
+        mixed_precision=flag(section, "mixed_precision", True, "train"),
         threads=int(_number(section, "threads", 0, 0, 1024, integer=True)),
         nproc=int(_number(section, "nproc", 1, 1, 256, integer=True)),
     )

@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,6 +220,24 @@ def _to_device(images: torch.Tensor, device: torch.device, channels_last: bool) 
     return images.contiguous(memory_format=torch.channels_last_3d) if channels_last else images
 
 
+def _raw_outputs(
+    net: SpineAgeNet, volumes: SeriesVolumes, batch_size: int, device: torch.device, precision: str, channels_last: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(raw head output in float32, true ages) per batch of ``volumes``, in order, the network in eval mode.
+
+    Callers iterate inside ``torch.inference_mode()``.
+    """
+    import torch
+
+    net.eval()
+    for start in range(0, len(volumes), batch_size):
+        images = torch.from_numpy(volumes.volumes[start:start + batch_size].astype(np.float32))[:, None]
+        ages = torch.from_numpy(volumes.ages[start:start + batch_size]).to(device)
+        with autocast(device, precision):
+            raw = net(_to_device(images, device, channels_last), raw=True).float()
+        yield raw, ages
+
+
 def predict_ages(
     net: SpineAgeNet, volumes: SeriesVolumes, *, batch_size: int = 8, device: torch.device | None = None,
     precision: str = "float32", channels_last: bool = True,
@@ -228,13 +246,9 @@ def predict_ages(
     import torch
 
     device = device or next(net.parameters()).device
-    net.eval()
-    ages = []
     with torch.inference_mode():
-        for start in range(0, len(volumes), batch_size):
-            batch = torch.from_numpy(volumes.volumes[start:start + batch_size].astype(np.float32))[:, None]
-            with autocast(device, precision):
-                ages.append(net(_to_device(batch, device, use_channels_last(device, channels_last))).float().cpu().numpy())
+        batches = _raw_outputs(net, volumes, batch_size, device, precision, use_channels_last(device, channels_last))
+        ages = [net.decode(raw).cpu().numpy() for raw, _ in batches]
     return np.concatenate(ages) if ages else np.zeros(0, np.float32)
 
 
@@ -278,14 +292,9 @@ def _train_one_epoch(
 def _validation_loss_and_mae(net: SpineAgeNet, volumes: SeriesVolumes, loss_function: Any, device: torch.device, precision: str, channels_last: bool, batch_size: int) -> tuple[float, float]:
     import torch
 
-    net.eval()
     total_loss = total_error = 0.0
     with torch.inference_mode():
-        for start in range(0, len(volumes), batch_size):
-            images = torch.from_numpy(volumes.volumes[start:start + batch_size].astype(np.float32))[:, None]
-            ages = torch.from_numpy(volumes.ages[start:start + batch_size]).to(device)
-            with autocast(device, precision):
-                raw = net(_to_device(images, device, channels_last), raw=True).float()
+        for raw, ages in _raw_outputs(net, volumes, batch_size, device, precision, channels_last):
             total_loss += float(loss_function(raw, ages)) * len(ages)
             total_error += float((net.decode(raw) - ages).abs().sum())
     return total_loss / len(volumes), total_error / len(volumes)

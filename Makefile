@@ -1,20 +1,60 @@
 # Two commands for a newcomer: `make repro` (the pipeline on the synthetic default) and `make test`.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The one Python the lock is resolved for (pyproject: requires-python).
+PYTHON_VERSION := 3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup repro test test-fast bench clean-venv
+# torch is installed first and on its own. Empty: pip's usual configuration (on an ordinary
+# machine, PyPI's CUDA build); e.g. https://download.pytorch.org/whl/cpu for the CPU build.
+TORCH_VERSION := 2.13.0
+TORCH_INDEX ?=
+# Where `make lock` finds the CPU torch wheel, whose dependencies (no nvidia-*, no triton) are
+# locked: a folder or a page of links, e.g. https://download.pytorch.org/whl/cpu/torch/.
+TORCH_WHEELS ?= /opt/wheels
+# Extra uv options for `make lock`, e.g. LOCK_ARGS=--upgrade to move every pin to the newest allowed.
+LOCK_ARGS ?=
+
+.PHONY: setup lock repro test test-fast bench clean-venv
 
 setup: $(STAMP)
 
-# torch first and pinned, so that nothing later pulls another torch (and its CUDA wheels).
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# torch first and pinned, so that nothing later pulls another torch (and its CUDA wheels); then
+# exactly the versions in requirements.lock; then the project itself, which adds nothing.
+$(STAMP): pyproject.toml requirements.lock
+	@if test -x $(BIN)/python; then \
+	  sh .ci/check_python.sh $(PYTHON_VERSION) "$(BIN)/python" "remove $(VENV) (make clean-venv) and set PYTHON=/path/to/python$(PYTHON_VERSION)"; \
+	else \
+	  sh .ci/check_python.sh $(PYTHON_VERSION) "$(PYTHON)" && $(PYTHON) -m venv $(VENV); \
+	fi
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Re-resolve requirements.lock from pyproject.toml with uv, keeping the current pins where they
+# still fit (uv rewrites the file whole; the header goes back on top). Then `make test`: the
+# lock is newer than the stamp, so set-up installs it first.
+lock:
+	@test -x $(BIN)/python || { sh .ci/check_python.sh $(PYTHON_VERSION) "$(PYTHON)" && $(PYTHON) -m venv $(VENV); }
+	test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version $(PYTHON_VERSION) \
+	  --python-platform x86_64-manylinux_2_28 --find-links $(TORCH_WHEELS) --no-emit-package torch \
+	  --custom-compile-command "make lock" --quiet $(LOCK_ARGS) -o requirements.lock
+	@{ echo "# Every package of spineage's environment except torch, pinned: \`make setup\` installs"; \
+	  echo "# torch==$(TORCH_VERSION) first (TORCH_INDEX), then exactly these, then the project with --no-deps."; \
+	  echo "# Resolved by uv from pyproject.toml (dependencies and the dev extra) for CPython $(PYTHON_VERSION)"; \
+	  echo "# on x86_64 Linux against the CPU torch wheel, so torch's own dependencies are here and no"; \
+	  echo "# nvidia-* or triton package is. Refresh: \`make lock\` (keeps pins that still fit;"; \
+	  echo "# \`make lock LOCK_ARGS=--upgrade\` moves them all), then \`make test\`."; \
+	  cat requirements.lock; } > requirements.lock.tmp
+	@mv requirements.lock.tmp requirements.lock
+	@if grep -iE '^(torch|nvidia-|triton)' requirements.lock; then \
+	  echo "requirements.lock holds CUDA packages: uv did not find the CPU torch wheel in TORCH_WHEELS=$(TORCH_WHEELS)" >&2; exit 1; \
+	fi
 
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

@@ -153,7 +153,7 @@ def test_a_scan_without_labels_fails_without_a_segmentation_model_and_uses_it_wh
         return labels
 
     monkeypatch.setitem(sys.modules, "spineage.imaging.segmentation", types.SimpleNamespace(segment_volume=segment_volume))
-    uri = "models:/spine-seg-mri@candidate"
+    uri = "models:/spine-seg-mri/1"  # a pinned version: no registry to ask (aliases: test_preprocess_cache.py)
     summary = run(raw, cohort_csv, tmp_path, PreprocessSettings(workers=1, segmentation_model=uri))
     assert calls == [uri] and summary.by_status["ok"] == 4
     manifest = pd.read_csv(tmp_path / "processed" / "manifest.csv", dtype=str, keep_default_na=False).set_index("series_id")

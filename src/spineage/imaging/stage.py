@@ -12,8 +12,9 @@ Outputs, each written atomically (a temporary file, then a rename):
   excluded, failed) with the ``reason``, ``flags``, the output ``shape`` and
   ``spacing``, the ``regions_present``, what the scan was (original shape,
   spacing, stored orientation), where the labels came from, and the
-  ``input_hash`` (image and label files) and ``settings_hash`` (settings and
-  preprocessing code) the array was made from;
+  ``input_hash`` (image and label files) and ``settings_hash`` (settings,
+  preprocessing code and the segmentation model's registry version, see
+  :func:`pin_segmentation_model`) the array was made from;
 * ``<reports>/failures.csv``: the excluded and failed series with their reasons;
 * ``<reports>/summary.json``: counts by status, flag and split (a DVC metric).
 
@@ -40,7 +41,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,51 @@ def hash_inputs(image: str | Path, label: str | Path | None) -> str:
             except OSError:
                 digest.update(b"<unreadable>")
     return digest.hexdigest()[:16]
+
+
+def _local_model_path(uri: str) -> Path | None:
+    """The file or folder a segmentation model URI names on this machine, or None for a registry or remote URI."""
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    if "://" in uri or uri.startswith(("models:/", "runs:/")):
+        return None
+    return Path(uri)
+
+
+def pin_segmentation_model(settings: PreprocessSettings) -> tuple[PreprocessSettings, str]:
+    """The settings with their segmentation model pinned, and the settings hash of the model they name.
+
+    The settings hash is every series' cache key, so it must change when the
+    model does: ``models:/name@alias`` is resolved in the MLflow registry to
+    ``models:/name/<version>`` (moving the alias redoes the series, and every
+    series of one run is segmented by the same version); a local model file or
+    folder adds the hash of its bytes; any other URI (``models:/name/3``,
+    ``runs:/...``) is hashed as written. Without a model the hash is unchanged.
+
+    Args:
+        settings: the preprocess settings as read from params.yaml.
+
+    Returns:
+        The settings to preprocess with (the alias replaced by its version) and their settings hash.
+
+    Raises:
+        UserError: if the registered model has no such alias, or the tracking store cannot be opened.
+    """
+    model = settings.segmentation_model
+    if not model:
+        return settings, settings.settings_hash()
+    if model.startswith("models:/") and "@" in model:
+        from spineage.registry.tracking import configure_mlflow, pinned_model_uri
+
+        configure_mlflow()
+        settings = replace(settings, segmentation_model=pinned_model_uri(model))
+    identity = settings.segmentation_model
+    local = _local_model_path(identity)
+    if local is not None and local.exists():
+        identity = f"{identity}#sha256={hash_inputs(local, None)}"
+    return settings, replace(settings, segmentation_model=identity).settings_hash()
 
 
 def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
@@ -395,7 +441,7 @@ def build_processed(
     for leftover in out.glob(".*.tmp"):  # from an interrupted run
         leftover.unlink(missing_ok=True)
 
-    settings_hash = settings.settings_hash()
+    settings, settings_hash = pin_segmentation_model(settings)
     previous = _read_manifest(out / "manifest.csv")
     tasks = [
         {

@@ -103,6 +103,7 @@ How a report is read:
 from __future__ import annotations
 
 import functools
+import io
 import os
 import re
 import tempfile
@@ -1324,8 +1325,10 @@ def load_reports_table(path: Path, id_column: str, text_column: str) -> pd.DataF
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Expected a reports table at {path}, found no such file.")
+    from spineage.findings.report_text import read_report_text
+
     try:
-        table = pd.read_csv(path, sep=_separator(path), dtype=str, keep_default_na=True)
+        table = pd.read_csv(io.StringIO(read_report_text(path)), sep=_separator(path), dtype=str, keep_default_na=True)
     except pd.errors.EmptyDataError:
         raise UserError(f"Expected a reports table with a header row in {path}, found an empty file.") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:

@@ -70,7 +70,7 @@ def test_outputs_and_their_contents(phantom_run):
     for name in ["age_histogram.png", *(f"umap_{b}.png" for b in (30, 40, 50, 60, 70, 80))]:
         assert (reports / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     clusters = pd.read_csv(reports / "clusters.csv", dtype={"bracket": str})
-    assert list(clusters.columns) == ["bracket", "cluster", "n", "percent", "normal", "label"]
+    assert list(clusters.columns) == ["bracket", "cluster", "n", "percent", "normal", "consensus_normal_share", "label"]
     assert (clusters.loc[clusters["normal"], "percent"] > 15).all()
     assert (clusters.loc[~clusters["normal"] & (clusters["cluster"] >= 0), "percent"] <= 15).all()
     assert clusters.groupby("bracket")["n"].sum().sum() == cohort["bracket"].notna().sum()
@@ -78,6 +78,14 @@ def test_outputs_and_their_contents(phantom_run):
     written = json.loads((reports / "summary.json").read_text())
     assert written["series"] == len(cohort) and written["normal"] == int(cohort["normal"].sum())
     assert written["splits"] == summary.series_by_split
+    # The consensus: every series' agreement, each bracket's stability from them.
+    assert written["consensus_runs"] == CohortSettings().consensus_runs == summary.consensus_runs > 1
+    assert cohort["normal_agreement"].between(0.5, 1.0).all()
+    for bracket, entry in written["brackets"].items():
+        agreement = cohort.loc[cohort["bracket"] == int(bracket), "normal_agreement"]
+        assert entry["stability"] == pytest.approx(agreement.mean(), abs=1e-4)
+        assert entry["unanimous_share"] == pytest.approx((agreement == 1.0).mean(), abs=1e-4)
+    assert 0.8 <= written["stability"] <= 1.0
 
 
 @pytest.mark.slow
@@ -100,6 +108,24 @@ def test_same_seed_same_cohort(phantom_run, table_cohort: Path, tmp_path: Path):
     run_stage(table_cohort, tmp_path)
     assert (tmp_path / "cohort.csv").read_bytes() == (out / "cohort.csv").read_bytes()
     assert (tmp_path / "reports" / "clusters.csv").read_bytes() == (out / "reports" / "clusters.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_shuffled_sessions_give_the_same_cohort(phantom_run, table_cohort: Path, tmp_path: Path):
+    """The rows of sessions.csv and of the vectors in another order: the same verdicts, clusters and splits."""
+    out, _, cohort = phantom_run
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("participants.csv", "findings.csv"):
+        (raw / name).write_bytes((table_cohort / name).read_bytes())
+    sessions = pd.read_csv(table_cohort / "sessions.csv", dtype=str)
+    sessions.sample(frac=1.0, random_state=1).to_csv(raw / "sessions.csv", index=False)
+    (tmp_path / "interim").mkdir()
+    vectors = pd.read_parquet(table_cohort.parent / "interim" / "region_vectors.parquet")
+    vectors.sample(frac=1.0, random_state=2).to_parquet(tmp_path / "interim" / "region_vectors.parquet")
+    _, shuffled = run_stage(raw, tmp_path / "out")
+    by_id = lambda table: table.set_index("series_id").sort_index()  # noqa: E731
+    pd.testing.assert_frame_equal(by_id(shuffled), by_id(cohort))
 
 
 def _tiny_raw(tmp_path: Path) -> Path:

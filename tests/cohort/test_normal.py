@@ -123,3 +123,66 @@ def test_default_settings_are_the_papers():
     assert (settings.umap_n_neighbors, settings.umap_min_dist, settings.umap_metric, settings.min_samples) == (15, 0.0, "canberra", 5)
     assert settings.epsilon == {30: 1.0, 40: 0.7, 50: 1.0, 60: 0.7, 70: 0.3, 80: 0.3}
     assert settings.normal_cluster_fraction == 0.15
+
+
+def _scripted_runs(monkeypatch, labels_by_seed: dict[int, list[int]]):
+    """Replace UMAP + HDBSCAN by fixed labels per run seed (rows in series-id order)."""
+    import spineage.cohort.normal as normal
+
+    def fake(vectors, epsilon, settings, seed):
+        return np.zeros((len(vectors), 2)), np.asarray(labels_by_seed[seed])
+
+    monkeypatch.setattr(normal, "embed_and_cluster", fake)
+
+
+def test_a_series_is_normal_when_most_runs_put_it_in_a_normal_cluster(monkeypatch):
+    from spineage.cohort.normal import run_seed
+
+    # 10 series; cluster 0 (big) is normal in every run, cluster 1 holds 1 series (10 %: abnormal).
+    runs = {
+        run_seed(9, 0): [0, 0, 0, 0, 0, 0, 0, 0, 1, -1],
+        run_seed(9, 1): [0, 0, 0, 0, 0, 0, 0, 1, 0, -1],
+        run_seed(9, 2): [0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+    }
+    _scripted_runs(monkeypatch, runs)
+    series, region = _structured_bracket(8, 1, seed=0)
+    settings = CohortSettings(min_bracket_series=2, consensus_runs=3)
+    out, results = normal_cohort(series, region, settings, seed=9)
+    out = out.set_index("series_id").loc[sorted(out["series_id"])]
+    # Series 6, 7, 8 are outside a normal cluster once in three runs: still normal, agreement 2/3.
+    assert out["normal"].tolist() == [True] * 9 + [False]
+    assert out["normal_agreement"].round(4).tolist() == [1.0] * 6 + [0.6667] * 3 + [0.6667]
+    group = next(r for r in results if r.clustered)
+    assert group.runs == 3 and group.representative_run == 0
+    assert group.stability == pytest.approx(out["normal_agreement"].mean(), abs=1e-4)
+
+
+def test_one_run_is_the_papers_single_run(monkeypatch):
+    from spineage.cohort.normal import run_seed
+
+    labels = [0, 0, 0, 0, 0, 0, 0, 1, 1, -1]
+    _scripted_runs(monkeypatch, {run_seed(4, 0): labels})
+    assert run_seed(4, 0) == 4  # run 0 uses the seed itself
+    series, region = _structured_bracket(8, 1, seed=0)
+    out, _ = normal_cohort(series, region, CohortSettings(min_bracket_series=2, consensus_runs=1), seed=4)
+    out = out.set_index("series_id").loc[sorted(out["series_id"])]
+    assert out["normal"].tolist() == [True] * 7 + [True, True, False]  # cluster 1 holds 20 % > 15 %
+    assert (out["normal_agreement"] == 1.0).all()
+
+
+@pytest.mark.slow  # UMAP: numba compiles on first use (~20 s)
+def test_shuffled_rows_give_the_same_cohort():
+    series, region = _structured_bracket(100, 12, seed=6)
+    settings = CohortSettings(consensus_runs=3)
+    first, _ = normal_cohort(series, region, settings, seed=5)
+    rng = np.random.default_rng(0)
+    shuffled_series = series.iloc[rng.permutation(len(series))].reset_index(drop=True)
+    shuffled_region = region.iloc[rng.permutation(len(region))]
+    second, _ = normal_cohort(shuffled_series, shuffled_region, settings, seed=5)
+    pd.testing.assert_frame_equal(first.set_index("series_id").sort_index(), second.set_index("series_id").sort_index())
+
+
+@pytest.mark.parametrize("runs", [0, 2.5, "many"])
+def test_bad_consensus_runs_are_user_errors(runs):
+    with pytest.raises(UserError, match="cohort.consensus_runs"):
+        parse_cohort_settings({"consensus_runs": runs})

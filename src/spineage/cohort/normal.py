@@ -10,6 +10,17 @@ size that is a fraction of the bracket, and a per-bracket
 bracket is a common, age-typical pattern: its series are **normal**. Series in
 smaller clusters and HDBSCAN's noise points are **abnormal**.
 
+**Consensus.** One UMAP + HDBSCAN run can flip a series between normal and
+abnormal on a change as small as another seed, another BLAS or another row
+order. So the method runs ``consensus_runs`` times with seeds derived from the
+one seed (run 0 uses the seed itself, so one run is exactly the paper's
+method), always on the rows sorted by series id (the input order never
+matters), and a series is **normal when it sits in a normal cluster in more
+than half of the runs**. Each series' *agreement* is the share of runs that
+agree with that verdict; a bracket's *stability* is the mean agreement of its
+series. The cluster numbers and words written out are those of the run that
+agrees most with the consensus (the representative run).
+
 Cluster numbers written out:
 
 * ``0, 1, ...``: HDBSCAN's clusters of the bracket, largest first;
@@ -158,6 +169,10 @@ class BracketClusters:
         embedding: the 2-D UMAP embedding, or None when there were too few series to cluster.
         normal_clusters: the clusters holding more than the normal fraction of the series.
         cluster_labels: the words naming each cluster (noise included).
+        normal: the consensus verdict per series (normal in more than half of the runs).
+        agreement: per series, the share of runs agreeing with ``normal``.
+        runs: the UMAP + HDBSCAN runs behind the consensus (1 when not clustered).
+        representative_run: the run whose clusters are written out.
     """
 
     brackets: tuple[int, ...]
@@ -167,6 +182,15 @@ class BracketClusters:
     embedding: np.ndarray | None
     normal_clusters: set[int]
     cluster_labels: dict[int, str]
+    normal: np.ndarray
+    agreement: np.ndarray
+    runs: int = 1
+    representative_run: int = 0
+
+    @property
+    def stability(self) -> float:
+        """The mean agreement of the group's series with the consensus (1.0: every run agreed on every series)."""
+        return float(self.agreement.mean()) if len(self.agreement) else 1.0
 
     @property
     def name(self) -> str:
@@ -244,36 +268,72 @@ def _by_size(labels: np.ndarray) -> np.ndarray:
     return np.array([mapping.get(int(label), NOISE) for label in labels], dtype=int)
 
 
+def run_seed(seed: int, run: int) -> int:
+    """The UMAP seed of consensus run ``run``: the seed itself for run 0, independent streams after it.
+
+    Example:
+        >>> run_seed(7, 0)
+        7
+        >>> run_seed(7, 1) == run_seed(7, 1) != run_seed(7, 2)
+        True
+    """
+    if run == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(run)]).generate_state(1)[0])
+
+
+def normal_clusters_of(labels: np.ndarray, fraction: float) -> set[int]:
+    """The clusters (not noise) holding more than ``fraction`` of the series."""
+    clusters, counts = np.unique(labels[labels >= 0], return_counts=True)
+    return {int(c) for c, k in zip(clusters, counts) if k > fraction * len(labels)}
+
+
 def cluster_group(
     brackets: tuple[int, ...], series_brackets: np.ndarray, region_vectors: pd.DataFrame,
     settings: CohortSettings, seed: int,
 ) -> BracketClusters:
-    """Cluster one bracket's series (or a merged group's) and decide which clusters are normal.
+    """Cluster one bracket's series (or a merged group's) and decide by consensus which are normal.
+
+    The rows are sorted by series id first, so the result does not depend on
+    the order they come in; the result's ``series_ids`` are in that sorted order.
 
     Args:
         brackets: the brackets clustered together; the epsilon is that of the
             one with the most series.
         series_brackets: the bracket of each row of ``region_vectors``.
         region_vectors: the series' region vectors (index series_id).
-        settings: the cohort settings.
-        seed: the UMAP seed.
+        settings: the cohort settings (``consensus_runs`` runs).
+        seed: the seed the runs' UMAP seeds derive from (:func:`run_seed`).
     """
-    series_ids = region_vectors.index.astype(str).tolist()
+    ids = region_vectors.index.astype(str).to_numpy()
+    order = np.argsort(ids, kind="stable")
+    series_ids = ids[order].tolist()
+    series_brackets = np.asarray(series_brackets)[order]
+    region_vectors = region_vectors.iloc[order]
     n = len(series_ids)
     if n < settings.min_bracket_series:
         labels = np.zeros(n, dtype=int)
-        embedding = None
-        normal = {0} if n else set()
-    else:
-        largest = max(brackets, key=lambda b: ((series_brackets == b).sum(), b))
-        embedding, raw_labels = embed_and_cluster(region_vectors.to_numpy(), settings.epsilon[largest], settings, seed)
+        names = {0: describe_cluster(region_vectors)} if n else {}
+        return BracketClusters(brackets, series_ids, series_brackets, labels, None, {0} if n else set(), names,
+                               normal=np.ones(n, dtype=bool), agreement=np.ones(n))
+
+    largest = max(brackets, key=lambda b: ((series_brackets == b).sum(), b))
+    values = region_vectors.to_numpy()
+    runs = []
+    for run in range(settings.consensus_runs):
+        embedding, raw_labels = embed_and_cluster(values, settings.epsilon[largest], settings, run_seed(seed, run))
         labels = _by_size(raw_labels)
-        clusters, counts = np.unique(labels[labels >= 0], return_counts=True)
-        normal = {int(c) for c, k in zip(clusters, counts) if k > settings.normal_cluster_fraction * n}
+        runs.append((embedding, labels, normal_clusters_of(labels, settings.normal_cluster_fraction)))
+    votes = np.array([np.isin(labels, sorted(normal)) for _, labels, normal in runs])
+    consensus = votes.mean(axis=0) > 0.5
+    agreement = (votes == consensus).mean(axis=0)
+    representative = int(np.argmax((votes == consensus).mean(axis=1)))  # the first of equals
+    embedding, labels, normal = runs[representative]
     names = {int(c): describe_cluster(region_vectors[labels == c]) for c in np.unique(labels)}
     if NOISE in names:
         names[NOISE] = f"unclustered (noise): {names[NOISE]}"
-    return BracketClusters(brackets, series_ids, np.asarray(series_brackets), labels, embedding, normal, names)
+    return BracketClusters(brackets, series_ids, series_brackets, labels, embedding, normal, names,
+                           normal=consensus, agreement=agreement, runs=len(runs), representative_run=representative)
 
 
 def normal_cohort(
@@ -291,7 +351,8 @@ def normal_cohort(
 
     Returns:
         (a table with series_id, bracket (nullable integer), cluster, cluster_label,
-        normal, in the order of ``series``; the clustering of each group of brackets).
+        normal, normal_agreement, in the order of ``series``; the clustering of
+        each group of brackets).
     """
     from tqdm import tqdm
 
@@ -305,6 +366,7 @@ def normal_cohort(
             "cluster": OUTSIDE_BRACKETS,
             "cluster_label": "outside the age brackets (25-84 years)",
             "normal": False,
+            "normal_agreement": 1.0,
         }
     )
     counts = {b: int((out["bracket"] == b).sum()) for b in BRACKETS}
@@ -315,9 +377,11 @@ def normal_cohort(
         ids = out["series_id"].to_numpy()[rows]
         result = cluster_group(group, out["bracket"].to_numpy()[rows].astype(int), region_vectors.loc[ids], settings, seed)
         results.append(result)
+        rows = rows[np.argsort(ids, kind="stable")]  # the result's rows are sorted by series id
         out.loc[rows, "cluster"] = result.labels
         out.loc[rows, "cluster_label"] = [result.cluster_labels[int(c)] for c in result.labels]
-        out.loc[rows, "normal"] = [int(c) in result.normal_clusters for c in result.labels]
+        out.loc[rows, "normal"] = result.normal
+        out.loc[rows, "normal_agreement"] = np.round(result.agreement, 4)
     out["cluster"] = out["cluster"].astype(int)
     out["normal"] = out["normal"].astype(bool)
     return out, results
@@ -327,6 +391,9 @@ def cluster_table(results: list[BracketClusters]) -> pd.DataFrame:
     """One row per (bracket group, cluster): n, percent of the group, normal, label (noise included).
 
     ``bracket`` is the group's name: ``"40"``, or ``"70+80"`` for merged brackets.
+    The clusters are the representative run's; ``normal`` says whether the
+    cluster is above the normal fraction in that run, ``consensus_normal_share``
+    how many of its series the consensus calls normal.
     """
     rows = []
     for result in results:
@@ -340,10 +407,11 @@ def cluster_table(results: list[BracketClusters]) -> pd.DataFrame:
                     n=count,
                     percent=round(100.0 * count / n, 1) if n else 0.0,
                     normal=cluster in result.normal_clusters,
+                    consensus_normal_share=round(float(result.normal[result.labels == cluster].mean()), 4) if count else 0.0,
                     label=result.cluster_labels[cluster],
                 )
             )
-    return pd.DataFrame(rows, columns=["bracket", "cluster", "n", "percent", "normal", "label"])
+    return pd.DataFrame(rows, columns=["bracket", "cluster", "n", "percent", "normal", "consensus_normal_share", "label"])
 
 
 def plot_bracket(bracket: int, result: BracketClusters, path, normal_cluster_fraction: float) -> None:

@@ -7,12 +7,16 @@ Inputs: ``sessions.csv`` (series_id, subject_id, age, modality) and
 Outputs, each written atomically:
 
 * ``cohort.csv``: one row per MRI series: series_id, subject_id, age, sex,
-  bracket (empty outside 25-84), cluster, cluster_label, normal, split
-  (see :mod:`spineage.cohort.normal` and :mod:`spineage.cohort.splits`);
-* ``<reports>/clusters.csv``: bracket, cluster, n, percent, normal, label;
+  bracket (empty outside 25-84), cluster, cluster_label, normal (the consensus
+  of ``consensus_runs`` runs), normal_agreement (the share of runs agreeing),
+  split (see :mod:`spineage.cohort.normal` and :mod:`spineage.cohort.splits`);
+* ``<reports>/clusters.csv``: bracket, cluster, n, percent, normal,
+  consensus_normal_share, label (the representative run's clusters);
 * ``<reports>/umap_<bracket>.png``: the UMAP scatter of each bracket by cluster;
 * ``<reports>/age_histogram.png``: ages by split and sex;
-* ``<reports>/summary.json``: series, normal share per bracket, series per split (a DVC metric).
+* ``<reports>/summary.json``: series, normal share, abnormal share and
+  stability per bracket (mean agreement of its series with the consensus, and
+  the share on which every run agreed), series per split (a DVC metric).
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ import pandas as pd
 from spineage.atomic import write_atomic, write_json_atomic
 from spineage.cohort.settings import CohortSettings
 from spineage.errors import UserError
-from spineage.findings.stage import read_mri_series
+from spineage.raw_cohort import read_mri_series, read_participants
 from spineage.findings.vocabulary import BRACKETS
 
 COHORT_COLUMNS: tuple[str, ...] = (
-    "series_id", "subject_id", "age", "sex", "bracket", "cluster", "cluster_label", "normal", "split",
+    "series_id", "subject_id", "age", "sex", "bracket", "cluster", "cluster_label", "normal", "normal_agreement", "split",
 )
 """Columns of ``cohort.csv``, in order."""
 
@@ -44,6 +48,8 @@ class CohortSummary:
     series_by_split: dict[str, int]
     merged_brackets: tuple[str, ...]
     unclustered_brackets: tuple[str, ...]
+    consensus_runs: int = 1
+    stability: float = 1.0
 
     def __str__(self) -> str:
         shares = ", ".join(f"{b}: {100 * s:.0f} %" for b, s in self.abnormal_share_by_bracket.items())
@@ -53,7 +59,16 @@ class CohortSummary:
             notes += f"; small brackets clustered together: {', '.join(self.merged_brackets)}"
         if self.unclustered_brackets:
             notes += f"; too few series to cluster in {', '.join(self.unclustered_brackets)} (kept as normal)"
-        return f"{self.series} MRI series, {self.normal} normal; abnormal by bracket: {shares}; splits: {splits}{notes}"
+        consensus = f"; {self.consensus_runs} runs agree on {100 * self.stability:.1f} % of verdicts" if self.consensus_runs > 1 else ""
+        return (f"{self.series} MRI series, {self.normal} normal; abnormal by bracket: {shares}; "
+                f"splits: {splits}{consensus}{notes}")
+
+
+def _bracket_stability(agreement: pd.Series) -> dict[str, float]:
+    """A bracket's stability: its series' mean agreement with the consensus, and the share all runs agreed on."""
+    if agreement.empty:
+        return {"stability": 1.0, "unanimous_share": 1.0}
+    return {"stability": round(float(agreement.mean()), 4), "unanimous_share": round(float((agreement == 1.0).mean()), 4)}
 
 
 def read_series_table(raw: str | Path) -> pd.DataFrame:
@@ -64,11 +79,8 @@ def read_series_table(raw: str | Path) -> pd.DataFrame:
             in 0-120, or a sex other than F/M.
     """
     raw = Path(raw)
-    mri = read_mri_series(raw)
+    mri = read_mri_series(raw, columns=("subject_id", "age"))
     sessions_path = raw / "sessions.csv"
-    missing = [c for c in ("subject_id", "age") if c not in mri.columns]
-    if missing:
-        raise UserError(f"Expected column(s) {', '.join(missing)} in {sessions_path}, found {', '.join(mri.columns)}")
     age = pd.to_numeric(mri["age"], errors="coerce")
     bad = mri.loc[age.isna() | (age < 0) | (age > 120), "age"]
     if len(bad):
@@ -76,13 +88,8 @@ def read_series_table(raw: str | Path) -> pd.DataFrame:
             f"Expected ages in years (0-120) in {sessions_path}, found {bad.iloc[0]!r} in {len(bad)} MRI series"
         )
     participants_path = raw / "participants.csv"
-    if not participants_path.is_file():
-        raise UserError(f"Expected participants.csv (subject_id, sex) in the raw cohort {raw}, found none")
-    participants = pd.read_csv(participants_path, dtype=str, keep_default_na=False)
-    missing = [c for c in ("subject_id", "sex") if c not in participants.columns]
-    if missing:
-        raise UserError(f"Expected column(s) {', '.join(missing)} in {participants_path}, found {', '.join(participants.columns)}")
-    sex = mri["subject_id"].map(dict(zip(participants["subject_id"], participants["sex"].str.strip().str.upper())))
+    participants = read_participants(raw)
+    sex = mri["subject_id"].map(dict(zip(participants["subject_id"], participants["sex"])))
     unknown = mri.loc[sex.isna(), "subject_id"]
     if len(unknown):
         raise UserError(
@@ -160,6 +167,7 @@ def build_cohort(
         for b, rows in in_bracket.items() if rows.fillna(False).any()
     }
     counts = cohort["split"].value_counts()
+    in_any_bracket = cohort["bracket"].notna()
     summary = CohortSummary(
         series=len(cohort),
         normal=int(cohort["normal"].sum()),
@@ -167,6 +175,8 @@ def build_cohort(
         series_by_split={s: int(counts.get(s, 0)) for s in SPLITS},
         merged_brackets=tuple(r.name for r in results if len(r.brackets) > 1),
         unclustered_brackets=tuple(r.name for r in results if len(r.labels) and not r.clustered),
+        consensus_runs=settings.consensus_runs,
+        stability=round(float(cohort.loc[in_any_bracket, "normal_agreement"].mean()), 4) if in_any_bracket.any() else 1.0,
     )
 
     write_atomic(out, lambda p: cohort.to_csv(p, index=False))
@@ -183,10 +193,13 @@ def build_cohort(
             "series": summary.series,
             "normal": summary.normal,
             "normal_share": round(summary.normal / max(summary.series, 1), 4),
+            "consensus_runs": settings.consensus_runs,
+            "stability": summary.stability,
             "brackets": {
                 str(b): {
                     "series": int(in_bracket[b].fillna(False).sum()),
                     "abnormal_share": abnormal.get(b, 0.0),
+                    **_bracket_stability(cohort.loc[in_bracket[b].fillna(False), "normal_agreement"]),
                     "clustered_as": group_of[b].name,
                     "clustered": group_of[b].clustered,
                 }

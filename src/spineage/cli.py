@@ -326,14 +326,11 @@ def train(
     """Train the spine-age DCNN on the normal cohort, log the MLflow run and register spine-age-mri@candidate."""
     from spineage.config import read_params_mapping
     from spineage.training.distributed import launch_processes, launched_by_torchrun
-    from spineage.training.settings import LOSSES, parse_training_settings
+    from spineage.training.settings import parse_training_settings
 
-    if loss is not None and loss not in LOSSES:
-        raise UserError(f"Expected --loss among {list(LOSSES)}, found {loss!r}")
-    if nproc is not None and nproc < 1:
-        raise UserError(f"Expected --nproc of at least 1, found {nproc}")
     raw_params = read_params_mapping(params)
-    settings = parse_training_settings(raw_params.get("train"), seed=int(raw_params.get("seed", 0)))
+    settings = parse_training_settings(raw_params["train"], seed=raw_params["seed"])
+    # The options pass the train section's checks too: --max-epochs 0 stops here, before anything is written.
     settings = settings.with_overrides(nproc=nproc, max_epochs=max_epochs, loss=loss)
     if settings.nproc > 1 and not launched_by_torchrun():
         arguments = ["train", "--processed", str(processed), "--out", str(out), "--reports", str(reports), "--params", str(params)]

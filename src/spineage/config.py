@@ -9,12 +9,12 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from spineage.errors import UserError
-from spineage.settings_checks import number
+from spineage.settings_checks import field_names, known_keys, number
 
 DEFAULT_LIFESTYLE_EFFECTS: dict[str, float] = {
     "packs_per_day": 0.93,
@@ -46,9 +46,39 @@ class SynthProfile:
     xray_shape: tuple[int, int]
 
 
+BUILTIN_PROFILES: dict[str, SynthProfile] = {
+    "ci": SynthProfile("ci", 40, (8.0, 4.0, 4.0), (256, 128)),
+    "default": SynthProfile("default", 600, (4.0, 2.0, 2.0), (512, 256)),
+    "full": SynthProfile("full", 17200, (3.0, 1.0, 1.0), (1024, 512)),
+}
+"""The profiles of params.yaml; a profile there replaces the one of the same name here."""
+
+OUTCOME_EFFECT_KEYS: tuple[str, ...] = (
+    "hr_fracture_per_sd", "hr_vertebral_fracture_per_sd", "hr_nonvertebral_fracture_per_sd", "hr_death_per_sd",
+)
+"""The planted hazard ratios per SD of the spine age gap that ``synth.outcome_effects`` may set.
+
+Their defaults are those of :class:`spineage.synth.outcomes.OutcomeEffects` (the one place
+they are written); config names the keys only, so that it need not import the phantom.
+"""
+
+_PROFILE_KEYS = frozenset(f.name for f in fields(SynthProfile)) - {"name"}
+
+
 @dataclass(frozen=True)
 class SynthSettings:
-    """Settings of the phantom generator (the ``synth`` section)."""
+    """Settings of the phantom generator (the ``synth`` section).
+
+    Args:
+        profile_name: the profile to generate (``profile`` in params.yaml).
+        workers: processes rendering scans in parallel.
+        noise_sd: SD (years) of the individual biological-age noise.
+        repeat_fraction: share of subjects with a second MRI session.
+        lifestyle_effects: planted years of spine age per unit of each lifestyle factor.
+        outcome_effects: planted hazard ratios (:data:`OUTCOME_EFFECT_KEYS`) that differ from,
+            or restate, :class:`~spineage.synth.outcomes.OutcomeEffects`' defaults.
+        profiles: cohort sizes by name.
+    """
 
     profile_name: str = "default"
     workers: int = 2
@@ -56,7 +86,7 @@ class SynthSettings:
     repeat_fraction: float = 0.05
     lifestyle_effects: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LIFESTYLE_EFFECTS))
     outcome_effects: dict[str, float] = field(default_factory=dict)
-    profiles: dict[str, SynthProfile] = field(default_factory=dict)
+    profiles: dict[str, SynthProfile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
 
     def profile(self, name: str | None = None) -> SynthProfile:
         """Return the named profile (the configured one by default)."""
@@ -64,6 +94,10 @@ class SynthSettings:
         if name not in self.profiles:
             raise UserError(f"Expected a synth profile among {sorted(self.profiles)}, found {name!r}")
         return self.profiles[name]
+
+
+_SYNTH_KEYS = frozenset({"profile", "workers", "noise_sd", "repeat_fraction", "lifestyle_effects", "outcome_effects", "profiles"})
+"""Keys of the ``synth`` section (``profile`` sets :attr:`SynthSettings.profile_name`)."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +117,10 @@ def parse_validation(raw: Any) -> ValidationSettings:
     """Turn the ``validation`` section of params.yaml into :class:`ValidationSettings`."""
     if not isinstance(raw, dict):
         raise UserError(f"Expected a mapping for validation, found {raw!r}")
-    unknown = sorted(set(raw) - {"age_min", "age_max"})
-    if unknown:
-        raise UserError(f"Expected validation settings among ['age_max', 'age_min'], found {unknown}")
-    age_min = float(number(raw, "age_min", 18.0, "validation", 0, 150))
-    age_max = float(number(raw, "age_max", 100.0, "validation", 0, 150))
+    known_keys(raw, field_names(ValidationSettings), "the validation section")
+    defaults = ValidationSettings()
+    age_min = float(number(raw, "age_min", defaults.age_min, "validation", 0, 150))
+    age_max = float(number(raw, "age_max", defaults.age_max, "validation", 0, 150))
     if age_min >= age_max:
         raise UserError(f"Expected validation.age_min below validation.age_max, found {age_min:g} and {age_max:g}")
     return ValidationSettings(age_min=age_min, age_max=age_max)
@@ -95,78 +128,165 @@ def parse_validation(raw: Any) -> ValidationSettings:
 
 @dataclass(frozen=True)
 class Params:
-    """All settings of the pipeline."""
+    """The settings of params.yaml that this module owns (the other sections have their own modules).
 
-    seed: int
-    data_source: str
-    synth: SynthSettings
+    Args:
+        seed: the one seed of the pipeline.
+        data_source: ``synthetic``, or the path of your own raw-cohort folder (``data.source``).
+        synth: the ``synth`` section.
+        path: the file the settings were read from (None when built in code).
+        validation: the ``validation`` section.
+    """
+
+    seed: int = 20251121
+    data_source: str = "synthetic"
+    synth: SynthSettings = field(default_factory=SynthSettings)
     path: Path | None = None
     validation: ValidationSettings = field(default_factory=ValidationSettings)
 
 
-BUILTIN_PROFILES: dict[str, SynthProfile] = {
-    "ci": SynthProfile("ci", 40, (8.0, 4.0, 4.0), (256, 128)),
-    "default": SynthProfile("default", 600, (4.0, 2.0, 2.0), (512, 256)),
-    "full": SynthProfile("full", 17200, (3.0, 1.0, 1.0), (1024, 512)),
-}
+PARAMS_KEYS: tuple[str, ...] = ("seed", "data", "synth", "validation", "findings", "cohort", "preprocess", "segmentation", "train")
+"""The top-level keys of params.yaml, every one required in the file. ``seed``, ``data``, ``synth`` and
+``validation`` are read here; ``findings``, ``cohort``, ``preprocess``, ``segmentation`` and ``train``
+by the settings modules of their stages."""
 
 
 def _profile(name: str, raw: Any) -> SynthProfile:
     where = f"synth.profiles.{name}"
     if not isinstance(raw, dict):
         raise UserError(f"Expected a mapping for {where}, found {raw!r}")
-    n_subjects = int(number(raw, "n_subjects", 0, where, 1, 10_000_000))
-    spacing = raw.get("mri_spacing_mm")
-    shape = raw.get("xray_shape")
-    if not (isinstance(spacing, list) and len(spacing) == 3 and all(isinstance(v, (int, float)) and v > 0 for v in spacing)):
+    known_keys(raw, _PROFILE_KEYS, where)
+    builtin = BUILTIN_PROFILES.get(name)  # a built-in profile's keys may be left out; a new one needs them all
+    n_subjects = int(number(raw, "n_subjects", builtin.n_subjects if builtin else 0, where, 1, 10_000_000, integer=True))
+    spacing = raw.get("mri_spacing_mm", list(builtin.mri_spacing_mm) if builtin else None)
+    shape = raw.get("xray_shape", list(builtin.xray_shape) if builtin else None)
+    if not (isinstance(spacing, (list, tuple)) and len(spacing) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in spacing)):
         raise UserError(f"Expected three positive numbers for {where}.mri_spacing_mm, found {spacing!r}")
-    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v >= 32 for v in shape)):
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 32 for v in shape)):
         raise UserError(f"Expected two integers >= 32 for {where}.xray_shape, found {shape!r}")
     return SynthProfile(name, n_subjects, tuple(float(v) for v in spacing), (shape[0], shape[1]))
 
 
-def parse_params(raw: dict[str, Any], path: Path | None = None) -> Params:
-    """Turn the mapping read from params.yaml into :class:`Params`, checking every value."""
+def _subsection(section: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = section.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"Expected a mapping for {where}.{key}, found {value!r}")
+    return value
+
+
+def parse_synth(raw: Any) -> SynthSettings:
+    """Turn the ``synth`` section of params.yaml into :class:`SynthSettings` (defaults for keys left out).
+
+    Raises:
+        UserError: for an unknown key (in the section, a profile or the effects) or a bad value.
+    """
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise UserError(f"Expected params to be a mapping, found {type(raw).__name__}")
-    seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserError(f"Expected a non-negative integer seed, found {seed!r}")
-    data = raw.get("data") or {}
-    source = str(data.get("source", "synthetic"))
-    synth_raw = raw.get("synth") or {}
-    profiles = dict(BUILTIN_PROFILES)
-    for name, value in (synth_raw.get("profiles") or {}).items():
-        profiles[name] = _profile(name, value)
-    effects = dict(DEFAULT_LIFESTYLE_EFFECTS)
-    for key, value in (synth_raw.get("lifestyle_effects") or {}).items():
-        if key not in effects:
-            raise UserError(f"Expected a lifestyle effect among {sorted(effects)}, found {key!r}")
-        effects[key] = number({key: value}, key, 0.0, "synth.lifestyle_effects", -20, 20)
-    outcome_effects = {}
-    for key, value in (synth_raw.get("outcome_effects") or {}).items():
-        outcome_effects[key] = number({key: value}, key, 1.0, "synth.outcome_effects", 0.01, 100)
+        raise UserError(f"Expected a mapping for the synth section of params.yaml, found {raw!r}")
+    known_keys(raw, _SYNTH_KEYS, "the synth section")
+    defaults = SynthSettings()
+    profiles = dict(defaults.profiles)
+    for name, value in _subsection(raw, "profiles", "synth").items():
+        profiles[str(name)] = _profile(str(name), value)
+    lifestyle = _subsection(raw, "lifestyle_effects", "synth")
+    known_keys(lifestyle, DEFAULT_LIFESTYLE_EFFECTS, "synth.lifestyle_effects")
+    effects = dict(defaults.lifestyle_effects)
+    for key in lifestyle:
+        effects[key] = number(lifestyle, key, 0.0, "synth.lifestyle_effects", -20, 20)
+    outcomes = _subsection(raw, "outcome_effects", "synth")
+    known_keys(outcomes, OUTCOME_EFFECT_KEYS, "synth.outcome_effects")
+    outcome_effects = {key: number(outcomes, key, 1.0, "synth.outcome_effects", 0.01, 100) for key in outcomes}
+    profile_name = raw.get("profile", defaults.profile_name)
+    if not isinstance(profile_name, str):
+        raise UserError(f"Expected a profile name for synth.profile, found {profile_name!r}")
     synth = SynthSettings(
-        profile_name=str(synth_raw.get("profile", "default")),
-        workers=int(number(synth_raw, "workers", 2, "synth", 1, 256)),
-        noise_sd=number(synth_raw, "noise_sd", 3.0, "synth", 0.0, 30.0),
-        repeat_fraction=number(synth_raw, "repeat_fraction", 0.05, "synth", 0.0, 1.0),
+        profile_name=profile_name,
+        workers=int(number(raw, "workers", defaults.workers, "synth", 1, 256, integer=True)),
+        noise_sd=float(number(raw, "noise_sd", defaults.noise_sd, "synth", 0.0, 30.0)),
+        repeat_fraction=float(number(raw, "repeat_fraction", defaults.repeat_fraction, "synth", 0.0, 1.0)),
         lifestyle_effects=effects,
         outcome_effects=outcome_effects,
         profiles=profiles,
     )
     synth.profile()  # fail early on an unknown profile name
-    validation = parse_validation(raw.get("validation") or {})
-    return Params(seed=seed, data_source=source, synth=synth, path=path, validation=validation)
+    return synth
+
+
+def parse_data_source(raw: Any) -> str:
+    """The ``data`` section's ``source``: ``synthetic`` or the path of a raw-cohort folder."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"Expected a mapping for the data section of params.yaml, found {raw!r}")
+    known_keys(raw, {"source"}, "the data section")
+    source = raw.get("source", Params().data_source)
+    if not isinstance(source, str) or not source.strip():
+        raise UserError(f"Expected `synthetic` or the path of a raw-cohort folder for data.source, found {source!r}")
+    return source.strip()
+
+
+def parse_params(raw: dict[str, Any], path: Path | None = None) -> Params:
+    """Turn the mapping read from params.yaml into :class:`Params`, checking every value.
+
+    Sections left out of ``raw`` take the code defaults (the dataclass fields); a params
+    *file* must hold every section (:func:`read_params_mapping` checks that).
+
+    Raises:
+        UserError: for an unknown top-level key or a bad value.
+    """
+    if not isinstance(raw, dict):
+        raise UserError(f"Expected params to be a mapping, found {type(raw).__name__}")
+    known_keys(raw, PARAMS_KEYS, "params.yaml")
+    defaults = Params()
+    seed = raw.get("seed", defaults.seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"Expected a non-negative integer seed, found {seed!r}")
+    validation = raw.get("validation")
+    return Params(
+        seed=seed,
+        data_source=parse_data_source(raw.get("data")),
+        synth=parse_synth(raw.get("synth")),
+        path=path,
+        validation=defaults.validation if validation is None else parse_validation(validation),
+    )
+
+
+def check_params_shape(raw: Any, path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The params file's content as a mapping holding every key of :data:`PARAMS_KEYS` and no other.
+
+    A section that is absent (or empty: ``cohort:`` with nothing under it) would otherwise be
+    silently replaced by code defaults, so a file must spell each one out (``cohort: {}`` for
+    all defaults).
+
+    Raises:
+        UserError: for an empty file, a file that is not a mapping, an unknown key or a missing one.
+    """
+    if raw is None:
+        raise UserError(f"Expected the sections {list(PARAMS_KEYS)} in {path}, found an empty file")
+    if not isinstance(raw, dict):
+        raise UserError(f"Expected a mapping of sections in {path}, found a {type(raw).__name__}")
+    known_keys(raw, PARAMS_KEYS, str(path))
+    missing = [key for key in PARAMS_KEYS if raw.get(key) is None]
+    if missing:
+        what = "value" if missing[0] == "seed" else "section"
+        more = f" (nor {', '.join(f'`{key}`' for key in missing[1:])})" if len(missing) > 1 else ""
+        raise UserError(f"Expected a `{missing[0]}` {what} in {path}, found none{more}")
+    return raw
 
 
 def read_params_mapping(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """The params file as a mapping, after the shared checks of :func:`parse_params`.
+    """The params file as a mapping, after :func:`check_params_shape` and the checks of :func:`parse_params`.
 
     Stages whose sections live in their own modules read them from here.
 
     Raises:
-        UserError: if the file is missing, is not YAML, or holds a bad value.
+        UserError: if the file is missing, is not YAML, lacks a section, has an unknown
+            top-level key, or holds a bad value.
     """
     import yaml
 
@@ -174,9 +294,10 @@ def read_params_mapping(path: str | Path = "params.yaml") -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"Expected a params file at {path}, found nothing there")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise UserError(f"Expected valid YAML in {path}: {str(error).splitlines()[0]}") from None
+    check_params_shape(raw, path)
     parse_params(raw, path)
     return raw
 

@@ -8,21 +8,44 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from typing import Any
 
 from spineage.errors import UserError
 
 
+def known_keys(mapping: dict[str, Any], keys: Iterable[str], where: str) -> None:
+    """Refuse any key of ``mapping`` outside ``keys``, naming the known ones (``where``: e.g. "the train section").
+
+    Example:
+        >>> known_keys({"noise_sdd": 25}, ["noise_sd", "workers"], "the synth section")
+        Traceback (most recent call last):
+        ...
+        spineage.errors.UserError: Expected keys of the synth section among ['noise_sd', 'workers'], found ['noise_sdd']
+    """
+    unknown = sorted(set(mapping) - set(keys), key=str)
+    if unknown:
+        raise UserError(f"Expected keys of {where} among {sorted(keys)}, found {unknown}")
+
+
 def section_mapping(section: Any, name: str, keys: Iterable[str]) -> dict[str, Any]:
-    """The ``name`` section as a mapping ({} when absent), refusing anything but known keys."""
+    """The ``name`` section as a mapping ({} when absent), refusing anything but known keys.
+
+    A params *file* without the section is refused earlier, by
+    :func:`spineage.config.read_params_mapping`; {} here serves callers that build
+    settings in code.
+    """
     if section is None:
         return {}
     if not isinstance(section, dict):
         raise UserError(f"Expected a mapping for the {name} section of params.yaml, found {section!r}")
-    unknown = sorted(set(section) - set(keys))
-    if unknown:
-        raise UserError(f"Expected keys of the {name} section among {sorted(keys)}, found {unknown}")
+    known_keys(section, keys, f"the {name} section")
     return section
+
+
+def field_names(settings_class: type, *, without: Iterable[str] = ()) -> frozenset[str]:
+    """The keys of a params section: the fields of its settings dataclass, less ``without`` (e.g. the seed)."""
+    return frozenset(f.name for f in fields(settings_class)) - set(without)
 
 
 def _is_number(value: Any, integer: bool) -> bool:

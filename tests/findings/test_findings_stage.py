@@ -157,7 +157,7 @@ def test_missing_inputs_are_user_errors(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "section, message",
-    [({"count_uncertain": "yes"}, "true or false"), ({"keep": True}, "only count_uncertain"), ([1], "mapping")],
+    [({"count_uncertain": "yes"}, "true or false"), ({"keep": True}, "keys of the findings section among"), ([1], "mapping")],
 )
 def test_bad_findings_settings(section, message):
     with pytest.raises(UserError, match=message):

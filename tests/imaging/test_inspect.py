@@ -22,6 +22,7 @@ from spineage.imaging.inspect import (
 )
 from spineage.imaging.io import ImageLoadError
 from tests.imaging.scans import NO_REALDATA, REAL_CERVICAL, REAL_LUMBAR, phantom_mri, small_volume, write_nifti
+from tests.params_file import write_params
 
 runner = CliRunner()
 
@@ -204,7 +205,7 @@ def test_preprocess_writes_the_model_array_atomically(raw_layout: Path, tmp_path
     result = runner.invoke(app, ["inspect", str(raw_layout), "--preprocess", str(out), "--params", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2 and "params file" in result.stderr and not out.exists()
     params = tmp_path / "params.yaml"
-    params.write_text("seed: 1\n")
+    write_params(params, {"seed": 1})
     result = runner.invoke(app, ["inspect", str(raw_layout), "--preprocess", str(out), "--params", str(params)])
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.stdout

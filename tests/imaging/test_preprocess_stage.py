@@ -21,6 +21,7 @@ from spineage.imaging.stage import (
     NO_SEGMENTATION_REASON,
     build_processed,
 )
+from tests.params_file import write_params
 
 from .scans import phantom_mri, write_nifti
 
@@ -194,7 +195,7 @@ def test_bad_inputs_are_one_line_errors(cohort, tmp_path: Path) -> None:
 def test_the_cli_prints_one_line_and_exits_2_past_the_threshold(cohort, tmp_path: Path) -> None:
     raw, cohort_csv = cohort
     params = tmp_path / "params.yaml"
-    params.write_text("seed: 1\npreprocess:\n  workers: 1\n")
+    write_params(params, {"seed": 1, "preprocess": {"workers": 1}})
     arguments = ["preprocess", "--raw", str(raw), "--cohort", str(cohort_csv), "--out", str(tmp_path / "processed"),
                  "--reports", str(tmp_path / "reports"), "--params", str(params)]
     runner = CliRunner()

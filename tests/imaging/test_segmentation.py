@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -279,6 +280,23 @@ def test_cli_predict_writes_a_label_map_on_the_scan_grid(tracking, tmp_path: Pat
     result = CliRunner().invoke(app, ["segment", "predict", str(raw / "images" / "mri-0.nii.gz"), "--out", str(out),
                                       "--model", f"models:/{MODEL_NAME}@production"])
     assert result.exit_code == 2 and "alias 'production'" in result.output
+
+
+def test_zero_epochs_are_refused_on_the_command_line_and_register_nothing_in_code(tmp_path: Path, monkeypatch) -> None:
+    import mlflow
+
+    from spineage.cli import app
+    from spineage.imaging.segmentation import train_segmentation
+
+    raw = write_labelled_cohort(tmp_path / "raw", n_subjects=4)
+    result = CliRunner().invoke(app, ["segment", "train", "--raw", str(raw), "--epochs", "0"])
+    assert result.exit_code == 2 and result.output.strip().startswith("error: Expected segmentation.epochs between 1 and")
+    assert len(result.output.strip().splitlines()) == 1
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_store(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="Expected a trained segmentation network .*, found 0 epochs"):
+        train_segmentation(raw, replace(TINY, epochs=0), progress=False)
+    assert mlflow.MlflowClient().search_model_versions(f"name='{MODEL_NAME}'") == []
 
 
 def test_training_on_a_folder_without_labels_is_a_one_line_error(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from spineage.findings.vocabulary import ALL_CONDITIONS, LEVELS, MODALITIES, che
 from spineage.synth.generate import generate_cohort
 from spineage.synth.phantom import CANAL_LABEL, CORD_LABEL, LABEL_NAMES, SACRUM_LABEL, disc_label, vertebra_label
 from spineage.synth.scanner import SITES, site_by_name
+from tests.params_file import write_params
 
 SETTINGS = parse_params({}).synth
 N_SUBJECTS = 20
@@ -186,8 +187,7 @@ def test_failed_generation_keeps_the_old_cohort_and_leaves_nothing_half_written(
 )
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path: Path, arguments: list[str], message: str) -> None:
     out = tmp_path / "raw"
-    params = tmp_path / "params.yaml"
-    params.write_text("seed: 1\nsynth:\n  profile: ci\n")
+    params = write_params(tmp_path / "params.yaml", {"seed": 1, "synth": {"profile": "ci"}})
     result = CliRunner().invoke(app, ["synth", "--out", str(out), "--params", str(params), *arguments])
     assert result.exit_code == 2, result.output
     assert message in result.output
@@ -204,8 +204,7 @@ def test_missing_params_file_is_a_one_line_error(tmp_path: Path) -> None:
 def test_unwritable_output_folder_is_a_one_line_error(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    params = tmp_path / "params.yaml"
-    params.write_text("seed: 1\n")
+    params = write_params(tmp_path / "params.yaml", {"seed": 1})
     result = CliRunner().invoke(app, ["synth", "--out", str(blocker / "raw"), "--params", str(params), "--n-subjects", "2"])
     assert result.exit_code == 2
     assert "Expected a writable folder" in result.output
@@ -219,8 +218,7 @@ def test_external_cohort_is_linked_not_generated(tmp_path: Path) -> None:
     (source / "participants.csv").write_text("subject_id,sex,birth_year\ns1,F,1970\n")
     (source / "sessions.csv").write_text("series_id,subject_id,age,modality,image,label,site,scanner\na,s1,50,mri_t2_sag,images/a.nii.gz,,x,y\n")
     (source / "images" / "a.nii.gz").write_bytes(b"not really")
-    params = tmp_path / "params.yaml"
-    params.write_text(f"seed: 1\ndata:\n  source: {source}\n")
+    params = write_params(tmp_path / "params.yaml", {"seed": 1, "data": {"source": str(source)}})
     out = tmp_path / "raw"
     result = CliRunner().invoke(app, ["synth", "--out", str(out), "--params", str(params)])
     assert result.exit_code == 0, result.output

@@ -10,7 +10,7 @@ from spineage.training.settings import TrainingSettings
 
 TINY = TrainingSettings(
     seed=7, loss="mse", learning_rate=3e-3, batch_size=4, max_epochs=3, min_epochs=3, lr_patience=5,
-    early_stopping_patience=10, input_shape=(8, 12, 48), channels=(4, 4, 8, 8, 8), head_channels=4,
+    early_stopping_patience=10, crop_shape=None, input_shape=(8, 12, 48), channels=(4, 4, 8, 8, 8), head_channels=4,
     augment_shift_voxels=1, augment_intensity=0.05, threads=1,
 )
 """A tiny network on a coarse grid: seconds per run on the ci cohort."""

@@ -20,6 +20,7 @@ from spineage.errors import UserError
 from spineage.training.checkpoint import BEST, CHECKPOINT, load_checkpoint
 from spineage.training.stage import MODEL_NAME, noise_floor, train_spine_age
 from tests.mlflow_store import fresh_store
+from tests.params_file import write_params
 from tests.training.conftest import TINY
 
 
@@ -85,7 +86,7 @@ def test_the_run_is_logged_and_the_model_registered_as_candidate(ci_cohort: Path
     from spineage.training.data import load_splits
     from spineage.training.stage import predict_ages
 
-    test = load_splits(ci_cohort / "processed", TINY.input_shape)["test"]
+    test = load_splits(ci_cohort / "processed", TINY.input_shape, TINY.crop_shape)["test"]
     written = pd.read_csv(tmp_path / "b" / "reports" / "predictions.csv").set_index("series_id").predicted_age
     assert predict_ages(loaded, test, channels_last=False) == pytest.approx(written.loc[test.series_ids].to_numpy(), abs=2e-3)
 
@@ -130,14 +131,27 @@ def test_bad_inputs_are_one_line_errors(ci_cohort: Path, tmp_path: Path, store: 
     assert missing.exit_code == 2 and "Expected the preprocess manifest" in missing.output
     assert len(missing.output.strip().splitlines()) == 1
     bad_loss = runner.invoke(app, ["train", "--processed", str(ci_cohort / "processed"), "--loss", "l3"])
-    assert bad_loss.exit_code == 2 and "Expected --loss among" in bad_loss.output
-    params = tmp_path / "params.yaml"
-    params.write_text("train:\n  batch_size: 0\n")
+    assert bad_loss.exit_code == 2 and "Expected train.loss among" in bad_loss.output
+    params = write_params(tmp_path / "params.yaml", {"train": {"batch_size": 0}})
     bad_value = runner.invoke(app, ["train", "--processed", str(ci_cohort / "processed"), "--params", str(params)])
     assert bad_value.exit_code == 2 and "train.batch_size" in bad_value.output
     with pytest.raises(UserError, match="within train.age_bins"):
         train(ci_cohort, tmp_path, replace(TINY, loss="mean_variance", age_bins=(60.0, 100.0, 1.0)))
     assert not (tmp_path / "reports" / "metrics.json").exists()
+
+
+def test_a_run_that_trained_no_epoch_registers_nothing_and_overwrites_nothing(ci_cohort: Path, tmp_path: Path, store: str) -> None:
+    import mlflow
+
+    train(ci_cohort, tmp_path, replace(TINY, max_epochs=1, min_epochs=1))
+    kept = {path: path.read_bytes() for path in [*(tmp_path / "model").iterdir(), *(tmp_path / "reports").iterdir()]}
+    # Settings built in code skip the params checks; the stage itself refuses to register an untrained model.
+    with pytest.raises(UserError, match="Expected at least one trained epoch with a finite validation MAE, found 0 epochs"):
+        train(ci_cohort, tmp_path, replace(TINY, max_epochs=0))
+    assert {path: path.read_bytes() for path in kept} == kept
+    client = mlflow.MlflowClient()
+    assert [str(v.version) for v in client.search_model_versions(f"name='{MODEL_NAME}'")] == ["1"]
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "candidate").version) == "1"
 
 
 def test_the_noise_floor_is_the_mean_gap_between_biological_and_chronological_age(tmp_path: Path) -> None:
@@ -151,11 +165,10 @@ def test_the_noise_floor_is_the_mean_gap_between_biological_and_chronological_ag
 def test_two_processes_train_with_ddp_and_log_one_run_and_one_version(ci_cohort: Path, tmp_path: Path, store: str) -> None:
     import mlflow
 
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "seed: 7\ntrain:\n  batch_size: 4\n  max_epochs: 2\n  min_epochs: 2\n  input_shape: [8, 12, 48]\n"
-        "  channels: [4, 4, 8, 8, 8]\n  head_channels: 4\n  threads: 1\n"
-    )
+    params = write_params(tmp_path / "params.yaml", {"seed": 7, "train": {
+        "batch_size": 4, "max_epochs": 2, "min_epochs": 2, "input_shape": [8, 12, 48],
+        "channels": [4, 4, 8, 8, 8], "head_channels": 4, "threads": 1,
+    }})
     command = [
         sys.executable, "-m", "spineage", "train", "--nproc", "2", "--params", str(params),
         "--processed", str(ci_cohort / "processed"), "--out", str(tmp_path / "model"), "--reports", str(tmp_path / "reports"),

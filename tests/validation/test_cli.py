@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from spineage.cli import app
 from spineage.config import parse_params
 from spineage.synth.generate import generate_cohort
+from tests.params_file import write_params
 
 from .conftest import tiny_tables, write_cohort, write_vectors
 
@@ -22,9 +23,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def params(tmp_path: Path) -> Path:
-    path = tmp_path / "params.yaml"
-    path.write_text("seed: 1\nvalidation:\n  age_min: 18\n  age_max: 100\n")
-    return path
+    return write_params(tmp_path / "params.yaml", {"seed": 1, "validation": {"age_min": 18, "age_max": 100}})
 
 
 def test_a_passing_gate_prints_one_line_and_writes_its_result(raw: Path, params: Path, tmp_path: Path) -> None:
@@ -56,8 +55,7 @@ def test_a_failing_gate_exits_1_with_one_line_per_failure(tmp_path: Path, params
 
 
 def test_the_age_range_is_read_from_params(raw: Path, tmp_path: Path) -> None:
-    params = tmp_path / "strict.yaml"
-    params.write_text("validation:\n  age_min: 60\n")
+    params = write_params(tmp_path / "strict.yaml", {"validation": {"age_min": 60}})
     result = runner.invoke(app, ["validate", "raw", "--data", str(raw), "--params", str(params), "--report", str(tmp_path / "r.json")])
     assert result.exit_code == 1 and "age between 60 and 100 years" in result.stderr and "on 2 of 5 rows" in result.stderr
 
@@ -82,8 +80,7 @@ def test_missing_inputs_exit_2_with_one_line(tmp_path: Path, params: Path, argum
 
 
 def test_bad_validation_settings_exit_2(raw: Path, tmp_path: Path) -> None:
-    params = tmp_path / "bad.yaml"
-    params.write_text("validation:\n  age_min: 90\n  age_max: 30\n")
+    params = write_params(tmp_path / "bad.yaml", {"validation": {"age_min": 90, "age_max": 30}})
     result = runner.invoke(app, ["validate", "raw", "--data", str(raw), "--params", str(params)])
     assert result.exit_code == 2 and "Expected validation.age_min below validation.age_max, found 90 and 30" in result.stderr
 

@@ -17,6 +17,7 @@ from spineage.imaging.preprocess import PreprocessSettings
 from spineage.imaging.stage import MANIFEST_COLUMNS
 from spineage.validation.gate import GateResult
 from spineage.validation.processed import validate_processed_arrays
+from tests.params_file import write_params
 
 SETTINGS = PreprocessSettings(shape=(4, 5, 6), target_spacing_mm=(4.0, 3.0, 4.0))
 VALIDATION = ValidationSettings(age_min=18, age_max=100)
@@ -111,8 +112,7 @@ def test_a_missing_manifest_is_a_user_error(tmp_path: Path) -> None:
 
 def test_the_cli_gate_exits_1_on_bad_arrays_and_2_on_a_missing_folder(tmp_path: Path) -> None:
     processed, cohort = write_processed(tmp_path)
-    params = tmp_path / "params.yaml"
-    params.write_text("seed: 1\npreprocess:\n  shape: [4, 5, 6]\n")
+    params = write_params(tmp_path / "params.yaml", {"seed": 1, "preprocess": {"shape": [4, 5, 6]}})
     report = tmp_path / "processed.json"
     arguments = ["validate", "processed", "--processed", str(processed), "--cohort", str(cohort), "--params", str(params),
                  "--report", str(report)]

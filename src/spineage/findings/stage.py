@@ -43,7 +43,7 @@ import pandas as pd
 from spineage.atomic import write_atomic, write_json_atomic
 from spineage.errors import UserError
 from spineage.findings.vocabulary import DEGENERATIVE_CONDITIONS, LEVELS, check_finding
-from spineage.settings_checks import flag
+from spineage.settings_checks import field_names, flag, section_mapping
 
 MRI_MODALITY = "mri_t2_sag"
 
@@ -74,18 +74,13 @@ def parse_findings_settings(section: Any) -> FindingsSettings:
     Raises:
         UserError: for an unknown key or a value of the wrong type.
     """
-    if section is None:
-        return FindingsSettings()
-    if not isinstance(section, dict):
-        raise UserError(f"Expected a mapping for the findings section of params.yaml, found {section!r}")
-    unknown = sorted(set(section) - {"count_uncertain"})
-    if unknown:
-        raise UserError(f"Expected only count_uncertain in the findings section of params.yaml, found {unknown}")
-    return FindingsSettings(count_uncertain=flag(section, "count_uncertain", True, "findings"))
+    section = section_mapping(section, "findings", field_names(FindingsSettings))
+    defaults = FindingsSettings()
+    return FindingsSettings(count_uncertain=flag(section, "count_uncertain", defaults.count_uncertain, "findings"))
 
 
 def load_findings_settings(params: str | Path) -> FindingsSettings:
-    """Read the ``findings`` section of a params file (defaults when absent)."""
+    """Read the ``findings`` section of a params file, after the checks of the whole file."""
     from spineage.config import read_params_mapping
 
     return parse_findings_settings(read_params_mapping(params).get("findings"))

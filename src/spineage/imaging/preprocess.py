@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spineage.errors import UserError
-from spineage.settings_checks import choice, number, section_mapping
+from spineage.settings_checks import choice, field_names, number, section_mapping
 from spineage.findings.vocabulary import REGIONS
 from spineage.imaging.intensity import (
     NORMALISATIONS,
@@ -162,7 +162,7 @@ class PreprocessSettings:
         return digest.hexdigest()[:16]
 
 
-_KEYS = {f for f in PreprocessSettings.__dataclass_fields__}
+_KEYS = field_names(PreprocessSettings)
 
 
 def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, integer: bool = False) -> float:
@@ -185,45 +185,44 @@ def parse_preprocess_settings(section: Any) -> PreprocessSettings:
     Raises:
         UserError: for an unknown key or a bad value.
     """
-    if section is None:
-        return PreprocessSettings()
     section = section_mapping(section, "preprocess", _KEYS)
-    region = choice(section, "region", "whole", "preprocess", SPINE_REGIONS)
-    normalisation = choice(section, "normalisation", "percentile", "preprocess", NORMALISATIONS)
-    percentiles = section.get("percentiles", [1.0, 99.0])
+    defaults = PreprocessSettings()
+    region = choice(section, "region", defaults.region, "preprocess", SPINE_REGIONS)
+    normalisation = choice(section, "normalisation", defaults.normalisation, "preprocess", NORMALISATIONS)
+    percentiles = section.get("percentiles", list(defaults.percentiles))
     if not (isinstance(percentiles, (list, tuple)) and len(percentiles) == 2
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in percentiles)
             and 0 <= percentiles[0] < percentiles[1] <= 100):
         raise UserError(f"Expected two increasing percentiles within 0-100 for preprocess.percentiles, found {percentiles!r}")
-    exclude = section.get("exclude_flags") or []
+    exclude = section.get("exclude_flags", list(defaults.exclude_flags)) or []
     if not isinstance(exclude, (list, tuple)) or any(flag not in KEPT_FLAGS for flag in exclude):
         raise UserError(
             f"Expected preprocess.exclude_flags among {list(KEPT_FLAGS)} ({', '.join(ALWAYS_EXCLUDED_FLAGS)} always "
             f"exclude), found {exclude!r}"
         )
-    model = section.get("segmentation_model")
+    model = section.get("segmentation_model", defaults.segmentation_model)
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise UserError(f"Expected a model URI (e.g. models:/spine-seg-mri@candidate) or null for preprocess.segmentation_model, found {model!r}")
     return PreprocessSettings(
-        target_spacing_mm=_triple(section, "target_spacing_mm", (4.0, 3.0, 4.0), False, 0.1, 50.0),
-        shape=_triple(section, "shape", (16, 48, 192), True, 1, 4096),
-        dilation_mm=float(_number(section, "dilation_mm", 5.0, 0.0, 100.0)),
+        target_spacing_mm=_triple(section, "target_spacing_mm", defaults.target_spacing_mm, False, 0.1, 50.0),
+        shape=_triple(section, "shape", defaults.shape, True, 1, 4096),
+        dilation_mm=float(_number(section, "dilation_mm", defaults.dilation_mm, 0.0, 100.0)),
         region=region,
         normalisation=normalisation,
         percentiles=(float(percentiles[0]), float(percentiles[1])),
-        min_regions_in_view=int(_number(section, "min_regions_in_view", 3, 0, 3, integer=True)),
-        max_spacing_factor=float(_number(section, "max_spacing_factor", 5.0, 1.0, 1000.0)),
-        min_mask_in_view=float(_number(section, "min_mask_in_view", 0.95, 0.0, 1.0)),
-        max_negative_fraction=float(_number(section, "max_negative_fraction", 0.05, 0.0, 1.0)),
+        min_regions_in_view=int(_number(section, "min_regions_in_view", defaults.min_regions_in_view, 0, 3, integer=True)),
+        max_spacing_factor=float(_number(section, "max_spacing_factor", defaults.max_spacing_factor, 1.0, 1000.0)),
+        min_mask_in_view=float(_number(section, "min_mask_in_view", defaults.min_mask_in_view, 0.0, 1.0)),
+        max_negative_fraction=float(_number(section, "max_negative_fraction", defaults.max_negative_fraction, 0.0, 1.0)),
         exclude_flags=tuple(exclude),
-        max_failure_fraction=float(_number(section, "max_failure_fraction", 0.05, 0.0, 1.0)),
-        workers=int(_number(section, "workers", 2, 1, 256, integer=True)),
+        max_failure_fraction=float(_number(section, "max_failure_fraction", defaults.max_failure_fraction, 0.0, 1.0)),
+        workers=int(_number(section, "workers", defaults.workers, 1, 256, integer=True)),
         segmentation_model=None if model is None else model.strip(),
     )
 
 
 def load_preprocess_settings(params: str | Path) -> PreprocessSettings:
-    """The ``preprocess`` section of a params file (defaults where absent), after the shared checks."""
+    """The ``preprocess`` section of a params file, after the checks of the whole file."""
     from spineage.config import read_params_mapping
 
     return parse_preprocess_settings(read_params_mapping(params).get("preprocess"))

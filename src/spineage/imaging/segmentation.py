@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from spineage.errors import UserError
-from spineage.settings_checks import flag, number, numbers, section_mapping
+from spineage.settings_checks import field_names, flag, number, numbers, section_mapping
 from spineage.synth.phantom import CANAL_LABEL, CORD_LABEL, SACRUM_LABEL, disc_label, vertebra_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,12 +137,6 @@ def dice_per_class(prediction: np.ndarray, truth: np.ndarray, n_classes: int = l
 
 # --------------------------------------------------------------------------- settings
 
-_KEYS = {
-    "working_spacing_mm", "patch_size", "channels", "epochs", "batch_size", "learning_rate",
-    "validation_fraction", "max_scans", "mixed_precision", "cpu_bfloat16",
-}
-
-
 @dataclass(frozen=True)
 class SegmentationSettings:
     """Settings of the segmentation network and its training (the ``segmentation`` section).
@@ -183,6 +177,9 @@ class SegmentationSettings:
         return replace(parse_segmentation_settings(as_section), seed=changed.seed)
 
 
+_KEYS = field_names(SegmentationSettings, without=("seed",))
+
+
 def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, integer: bool = False) -> float:
     return number(section, key, default, "segmentation", low, high, integer)
 
@@ -202,8 +199,6 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
         >>> parse_segmentation_settings({"epochs": 5}).epochs
         5
     """
-    if section is None:
-        return SegmentationSettings()
     section = section_mapping(section, "segmentation", _KEYS)
     defaults = SegmentationSettings()
     channels = _numbers(section, "channels", defaults.channels, None, 1, 1024, integer=True)
@@ -231,7 +226,7 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
 
 
 def load_segmentation_settings(params: str | Path) -> SegmentationSettings:
-    """The segmentation settings of a params file (defaults where the section is absent), with its seed."""
+    """The segmentation settings of a params file, with its seed, after the checks of the whole file."""
     from spineage.config import read_params_mapping
 
     raw = read_params_mapping(params)  # the seed is checked there: a non-negative integer
@@ -733,6 +728,12 @@ def train_segmentation(raw_dir: str | Path, settings: SegmentationSettings, *, p
             )
             epochs.set_postfix(loss=f"{epoch_loss:.3f}", vertebra=f"{validation['vertebra']:.3f}", disc=f"{validation['disc']:.3f}")
         seconds = time.perf_counter() - started
+        if not history or not math.isfinite(history[-1]):
+            # Registering would move @candidate to a network that did not learn.
+            raise UserError(
+                f"Expected a trained segmentation network (at least one epoch ending with a finite loss), "
+                f"found {len(history)} epochs{f' ending with loss {history[-1]}' if history else ''}"
+            )
 
         # The figure to trust: held-out scans, on their own grids, through the same path as segment_volume.
         net.eval()

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from spineage.errors import UserError
-from spineage.settings_checks import choice, flag, number, numbers, section_mapping
+from spineage.settings_checks import (
+    choice,
+    field_names,
+    flag,
+    number,
+    numbers,
+    section_mapping,
+)
 
 LOSSES: tuple[str, ...] = ("mse", "smooth_l1", "mean_variance")
 """The age losses (``spineage.models.losses``); the MRI paper's default is mse."""
@@ -21,17 +28,12 @@ LOSSES: tuple[str, ...] = ("mse", "smooth_l1", "mean_variance")
 CPU_PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 """``auto`` picks bfloat16 autocast only on a CPU with native bf16 (AVX512-BF16 or AMX)."""
 
-_KEYS = {
-    "loss", "learning_rate", "weight_decay", "batch_size", "max_epochs", "lr_patience", "lr_factor",
-    "early_stopping_patience", "min_epochs", "crop_shape", "input_shape", "channels", "head_channels", "dropout",
-    "age_bins", "lambda_mean", "lambda_variance", "smooth_l1_beta", "augment_shift_voxels",
-    "augment_intensity", "augment_flip", "cpu_precision", "channels_last", "mixed_precision", "threads", "nproc",
-}
-
-
 @dataclass(frozen=True)
 class TrainingSettings:
     """Settings of the spine-age training (the ``train`` section).
+
+    The field defaults are params.yaml's values (a test holds them equal) and the
+    parser's fallbacks for keys left out of the section.
 
     Args:
         seed: the one seed (params.yaml's top-level ``seed``).
@@ -67,16 +69,16 @@ class TrainingSettings:
 
     seed: int = 0
     loss: str = "mse"
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 0.0
-    batch_size: int = 8
-    max_epochs: int = 40
+    batch_size: int = 32
+    max_epochs: int = 75
     lr_patience: int = 5
     lr_factor: float = 0.5
-    early_stopping_patience: int = 10
-    min_epochs: int = 5
-    crop_shape: tuple[int, int, int] | None = None
-    input_shape: tuple[int, int, int] | None = None
+    early_stopping_patience: int = 20
+    min_epochs: int = 10
+    crop_shape: tuple[int, int, int] | None = (8, 48, 192)
+    input_shape: tuple[int, int, int] | None = (8, 24, 96)
     channels: tuple[int, ...] = (32, 64, 128, 256, 256)
     head_channels: int = 64
     dropout: float = 0.0
@@ -85,7 +87,7 @@ class TrainingSettings:
     lambda_variance: float = 0.05
     smooth_l1_beta: float = 1.0
     augment_shift_voxels: int = 2
-    augment_intensity: float = 0.05
+    augment_intensity: float = 0.0
     augment_flip: bool = True
     cpu_precision: str = "auto"
     channels_last: bool = True
@@ -94,16 +96,42 @@ class TrainingSettings:
     nproc: int = 1
 
     def with_overrides(self, **changes: Any) -> TrainingSettings:
-        """A copy with the given settings changed (None values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with the given settings changed (None values are ignored), checked like params.yaml.
+
+        Raises:
+            UserError: for a changed value the ``train`` section would refuse (e.g. ``max_epochs=0``).
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        changed = replace(self, **changes)
+        try:
+            return parse_training_settings(changed.as_section(), seed=changed.seed)
+        except UserError as error:
+            given = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+            raise UserError(f"{error} (overriding params.yaml with {given})") from None
+
+    def as_section(self) -> dict[str, Any]:
+        """The settings as a ``train`` section of params.yaml (without the seed, which is top-level)."""
+        return {k: v for k, v in self.as_params().items() if k != "seed"}
 
     def as_params(self) -> dict[str, Any]:
         """Flat, MLflow-loggable settings."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
-def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, integer: bool = False) -> float:
-    return number(section, key, default, "train", low, high, integer)
+_DEFAULTS = TrainingSettings()
+"""The fallback of every key left out of the ``train`` section."""
+
+_KEYS = field_names(TrainingSettings, without=("seed",))
+
+
+def _number(section: dict[str, Any], key: str, low: float, high: float, integer: bool = False) -> float:
+    return number(section, key, getattr(_DEFAULTS, key), "train", low, high, integer)
+
+
+def _shape(section: dict[str, Any], key: str) -> tuple[int, int, int] | None:
+    """Three voxel counts, or None where params.yaml says null."""
+    value = section.get(key, getattr(_DEFAULTS, key))
+    return None if value is None else numbers({key: value}, key, (), "train", 3, 1, 4096, integer=True)
 
 
 def parse_training_settings(section: Any, seed: int = 0) -> TrainingSettings:
@@ -113,43 +141,37 @@ def parse_training_settings(section: Any, seed: int = 0) -> TrainingSettings:
         UserError: for an unknown key or a value of the wrong type or out of range.
     """
     section = section_mapping(section, "train", _KEYS)
-    input_shape = section.get("input_shape")
-    if input_shape is not None:
-        input_shape = numbers(section, "input_shape", (), "train", 3, 1, 4096, integer=True)
-    crop_shape = section.get("crop_shape")
-    if crop_shape is not None:
-        crop_shape = numbers(section, "crop_shape", (), "train", 3, 1, 4096, integer=True)
-    low, high, width = numbers(section, "age_bins", (10.0, 100.0, 1.0), "train", 3, 0.0, 200.0)
+    low, high, width = numbers(section, "age_bins", _DEFAULTS.age_bins, "train", 3, 0.0, 200.0)
     if high <= low or width <= 0 or width > high - low:
         raise UserError(f"Expected train.age_bins as [low, high, width] with low < high and 0 < width <= high - low, found {[low, high, width]}")
     return TrainingSettings(
         seed=int(seed),
-        loss=choice(section, "loss", "mse", "train", LOSSES),
-        learning_rate=float(_number(section, "learning_rate", 1e-3, 1e-7, 1.0)),
-        weight_decay=float(_number(section, "weight_decay", 0.0, 0.0, 1.0)),
-        batch_size=int(_number(section, "batch_size", 8, 1, 4096, integer=True)),
-        max_epochs=int(_number(section, "max_epochs", 40, 1, 100000, integer=True)),
-        lr_patience=int(_number(section, "lr_patience", 5, 0, 1000, integer=True)),
-        lr_factor=float(_number(section, "lr_factor", 0.5, 0.01, 0.99)),
-        early_stopping_patience=int(_number(section, "early_stopping_patience", 10, 1, 100000, integer=True)),
-        min_epochs=int(_number(section, "min_epochs", 5, 1, 100000, integer=True)),
-        crop_shape=crop_shape,
-        input_shape=input_shape,
-        channels=numbers(section, "channels", (32, 64, 128, 256, 256), "train", None, 1, 4096, integer=True),
-        head_channels=int(_number(section, "head_channels", 64, 1, 4096, integer=True)),
-        dropout=float(_number(section, "dropout", 0.0, 0.0, 0.95)),
+        loss=choice(section, "loss", _DEFAULTS.loss, "train", LOSSES),
+        learning_rate=float(_number(section, "learning_rate", 1e-7, 1.0)),
+        weight_decay=float(_number(section, "weight_decay", 0.0, 1.0)),
+        batch_size=int(_number(section, "batch_size", 1, 4096, integer=True)),
+        max_epochs=int(_number(section, "max_epochs", 1, 100000, integer=True)),
+        lr_patience=int(_number(section, "lr_patience", 0, 1000, integer=True)),
+        lr_factor=float(_number(section, "lr_factor", 0.01, 0.99)),
+        early_stopping_patience=int(_number(section, "early_stopping_patience", 1, 100000, integer=True)),
+        min_epochs=int(_number(section, "min_epochs", 1, 100000, integer=True)),
+        crop_shape=_shape(section, "crop_shape"),
+        input_shape=_shape(section, "input_shape"),
+        channels=numbers(section, "channels", _DEFAULTS.channels, "train", None, 1, 4096, integer=True),
+        head_channels=int(_number(section, "head_channels", 1, 4096, integer=True)),
+        dropout=float(_number(section, "dropout", 0.0, 0.95)),
         age_bins=(low, high, width),
-        lambda_mean=float(_number(section, "lambda_mean", 0.2, 0.0, 100.0)),
-        lambda_variance=float(_number(section, "lambda_variance", 0.05, 0.0, 100.0)),
-        smooth_l1_beta=float(_number(section, "smooth_l1_beta", 1.0, 1e-6, 100.0)),
-        augment_shift_voxels=int(_number(section, "augment_shift_voxels", 2, 0, 64, integer=True)),
-        augment_intensity=float(_number(section, "augment_intensity", 0.05, 0.0, 0.5)),
-        augment_flip=flag(section, "augment_flip", True, "train"),
-        cpu_precision=choice(section, "cpu_precision", "auto", "train", CPU_PRECISIONS),
-        channels_last=flag(section, "channels_last", True, "train"),
-        mixed_precision=flag(section, "mixed_precision", True, "train"),
-        threads=int(_number(section, "threads", 0, 0, 1024, integer=True)),
-        nproc=int(_number(section, "nproc", 1, 1, 256, integer=True)),
+        lambda_mean=float(_number(section, "lambda_mean", 0.0, 100.0)),
+        lambda_variance=float(_number(section, "lambda_variance", 0.0, 100.0)),
+        smooth_l1_beta=float(_number(section, "smooth_l1_beta", 1e-6, 100.0)),
+        augment_shift_voxels=int(_number(section, "augment_shift_voxels", 0, 64, integer=True)),
+        augment_intensity=float(_number(section, "augment_intensity", 0.0, 0.5)),
+        augment_flip=flag(section, "augment_flip", _DEFAULTS.augment_flip, "train"),
+        cpu_precision=choice(section, "cpu_precision", _DEFAULTS.cpu_precision, "train", CPU_PRECISIONS),
+        channels_last=flag(section, "channels_last", _DEFAULTS.channels_last, "train"),
+        mixed_precision=flag(section, "mixed_precision", _DEFAULTS.mixed_precision, "train"),
+        threads=int(_number(section, "threads", 0, 1024, integer=True)),
+        nproc=int(_number(section, "nproc", 1, 256, integer=True)),
     )
 
 

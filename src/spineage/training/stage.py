@@ -596,8 +596,14 @@ def _finish(
 
     from spineage.registry.tracking import register_model_version
 
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    if best_state is None:
+        # Nothing learned (no epoch ran, or no validation MAE was finite): registering would move
+        # @candidate to the initial weights, and the reports of a trained model would be overwritten.
+        raise UserError(
+            f"Expected at least one trained epoch with a finite validation MAE, found {epochs_run} epochs "
+            f"(train.max_epochs {settings.max_epochs}); nothing was registered"
+        )
+    net.load_state_dict(best_state)
     frames, maes = [], {}
     for name, volumes in splits.items():
         predicted = predict_ages(net, volumes, batch_size=settings.batch_size, device=device, precision=precision, channels_last=channels_last)
@@ -605,6 +611,8 @@ def _finish(
         if len(volumes):
             maes[name] = float(np.mean(np.abs(predicted - volumes.ages)))
     predictions = pd.concat(frames, ignore_index=True).sort_values("series_id").reset_index(drop=True)
+    if not math.isfinite(maes.get("validation", math.nan)):
+        raise UserError(f"Expected a finite validation MAE of the best epoch's weights, found {maes.get('validation')}; nothing was registered")
     test = splits.get("test")
     floor = noise_floor(ground_truth, test.series_ids, test.ages) if test is not None else float("nan")
     test_mae = maes.get("test", float("nan"))

@@ -25,7 +25,7 @@ _METRICS = ("canberra", "euclidean", "manhattan", "cosine", "hamming", "jaccard"
 _INITS = ("pca", "random", "spectral")
 _KEYS = {
     "umap_n_neighbors", "umap_min_dist", "umap_metric", "umap_init", "min_samples", "min_cluster_fraction",
-    "epsilon", "normal_cluster_fraction", "min_bracket_series", "split",
+    "epsilon", "normal_cluster_fraction", "min_bracket_series", "split", "consensus_runs",
 }
 
 
@@ -51,6 +51,9 @@ class CohortSettings:
             with its neighbouring bracket; if all brackets together have fewer,
             every series is kept as one normal cluster.
         split_fractions: train, validation and test fractions of the normal series.
+        consensus_runs: seeded UMAP + HDBSCAN runs per bracket; a series is normal
+            when it sits in a normal cluster in more than half of them (1: the
+            paper's single run; odd numbers avoid ties, which count as abnormal).
     """
 
     umap_n_neighbors: int = 15
@@ -63,6 +66,7 @@ class CohortSettings:
     normal_cluster_fraction: float = 0.15
     min_bracket_series: int = 50
     split_fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPLIT_FRACTIONS))
+    consensus_runs: int = 9
 
 
 def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, integer: bool = False) -> float:
@@ -79,8 +83,9 @@ def parse_cohort_settings(section: Any) -> CohortSettings:
     if section is None:
         return CohortSettings()
     section = section_mapping(section, "cohort", _KEYS)
-    metric = choice(section, "umap_metric", "canberra", "cohort", _METRICS)
-    init = choice(section, "umap_init", "pca", "cohort", _INITS)
+    defaults = CohortSettings()
+    metric = choice(section, "umap_metric", defaults.umap_metric, "cohort", _METRICS)
+    init = choice(section, "umap_init", defaults.umap_init, "cohort", _INITS)
 
     epsilon = dict(DEFAULT_EPSILON)
     raw_epsilon = section.get("epsilon") or {}
@@ -105,16 +110,17 @@ def parse_cohort_settings(section: Any) -> CohortSettings:
         raise UserError("Expected a positive cohort.split.train fraction, found 0")
 
     return CohortSettings(
-        umap_n_neighbors=int(_number(section, "umap_n_neighbors", 15, 2, 200, integer=True)),
-        umap_min_dist=float(_number(section, "umap_min_dist", 0.0, 0.0, 1.0)),
+        umap_n_neighbors=int(_number(section, "umap_n_neighbors", defaults.umap_n_neighbors, 2, 200, integer=True)),
+        umap_min_dist=float(_number(section, "umap_min_dist", defaults.umap_min_dist, 0.0, 1.0)),
         umap_metric=metric,
         umap_init=init,
-        min_samples=int(_number(section, "min_samples", 5, 1, 1000, integer=True)),
-        min_cluster_fraction=float(_number(section, "min_cluster_fraction", 0.05, 0.001, 0.5)),
+        min_samples=int(_number(section, "min_samples", defaults.min_samples, 1, 1000, integer=True)),
+        min_cluster_fraction=float(_number(section, "min_cluster_fraction", defaults.min_cluster_fraction, 0.001, 0.5)),
         epsilon=epsilon,
-        normal_cluster_fraction=float(_number(section, "normal_cluster_fraction", 0.15, 0.0, 1.0)),
-        min_bracket_series=int(_number(section, "min_bracket_series", 50, 2, 1_000_000, integer=True)),
+        normal_cluster_fraction=float(_number(section, "normal_cluster_fraction", defaults.normal_cluster_fraction, 0.0, 1.0)),
+        min_bracket_series=int(_number(section, "min_bracket_series", defaults.min_bracket_series, 2, 1_000_000, integer=True)),
         split_fractions=fractions,
+        consensus_runs=int(_number(section, "consensus_runs", defaults.consensus_runs, 1, 101, integer=True)),
     )
 
 

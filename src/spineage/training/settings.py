@@ -89,7 +89,7 @@ class TrainingSettings:
     augment_shift_voxels: int = 2
     augment_intensity: float = 0.0
     augment_flip: bool = True
-    cpu_precision: str = "auto"
+    cpu_precision: str = "float32"
     channels_last: bool = True
     mixed_precision: bool = True
     threads: int = 0

@@ -37,3 +37,14 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
 def write_json_atomic(path: Path, data: dict) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     return write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def write_array_atomic(path: Path, array) -> Path:
+    """Write a NumPy array as ``.npy`` (no pickles), atomically."""
+    import numpy as np
+
+    def save(temporary: Path) -> None:
+        with temporary.open("wb") as stream:  # np.save on a path would append ".npy" to the temporary name
+            np.save(stream, np.asarray(array), allow_pickle=False)
+
+    return write_atomic(path, save)

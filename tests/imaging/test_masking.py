@@ -7,11 +7,6 @@ import pytest
 
 from spineage.findings.vocabulary import LEVELS
 from spineage.imaging.masking import (
-    CANAL_LABEL,
-    CORD_LABEL,
-    SACRUM_LABEL,
-    UNLEVELLED_DISC,
-    UNLEVELLED_VERTEBRA,
     SpineMask,
     SpineMaskd,
     _dilate_by_distance,
@@ -23,6 +18,7 @@ from spineage.imaging.masking import (
     regions_present,
     spine_mask,
 )
+from spineage.labels import CANAL_LABEL, CORD_LABEL, SACRUM_LABEL, UNLEVELLED_DISC, UNLEVELLED_VERTEBRA
 
 from .scans import phantom_mri
 

@@ -28,7 +28,7 @@ from spineage.imaging.segmentation import (
     split_subjects,
     totalspineseg_to_phantom,
 )
-from spineage.synth.phantom import LABEL_NAMES
+from spineage.labels import LABEL_NAMES
 from tests.mlflow_store import fresh_store
 
 TINY = SegmentationSettings(
@@ -350,7 +350,7 @@ def test_totalspineseg_without_weights_is_unavailable(tmp_path: Path, monkeypatc
 
 
 def test_totalspineseg_codes_map_to_the_phantoms() -> None:
-    from spineage.synth.phantom import disc_label, vertebra_label
+    from spineage.labels import disc_label, vertebra_label
 
     codes = np.array([0, 1, 2, 11, 12, 17, 21, 32, 41, 45, 50, 63, 67, 71, 82, 91, 95, 100, 7])
     mapped = totalspineseg_to_phantom(codes)

@@ -11,7 +11,8 @@ from spineage.findings.vocabulary import BRACKETS, PATHOLOGIES, bracket_of, regi
 from spineage.synth.anatomy import build_anatomy, default_levels
 from spineage.synth.cohort import TABLE1_SERIES_PER_BRACKET
 from spineage.synth.generate import draw_cohort_tables
-from spineage.synth.phantom import disc_label, rasterize, vertebra_label
+from spineage.labels import disc_label, vertebra_label
+from spineage.synth.phantom import rasterize
 from spineage.synth.scanner import acquire_vfa
 
 SETTINGS = parse_params({}).synth

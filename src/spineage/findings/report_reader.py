@@ -104,14 +104,13 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from spineage.atomic import write_atomic
 from spineage.errors import UserError
 from spineage.findings.vocabulary import (
     DEGENERATIVE_SEVERITIES,
@@ -1354,16 +1353,7 @@ def write_findings(findings: pd.DataFrame, out: Path) -> Path:
     an interrupted write never leaves a half-written table.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-            findings.to_csv(stream, index=False, sep=_separator(out))
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return out
+    return write_atomic(out, lambda p: findings.to_csv(p, index=False, sep=_separator(out), encoding="utf-8"))
 
 
 def parse_report_table(

@@ -70,12 +70,13 @@ def _looks_like_text(text: str) -> bool:
     return controls <= MAX_CONTROL_SHARE * len(text)
 
 
-def decode_report_text(data: bytes, where: str | Path) -> str:
+def decode_report_text(data: bytes, where: str | Path, what: str = "a text report") -> str:
     """Decode a report's bytes (see the module docstring for the rules).
 
     Args:
         data: the file's bytes.
         where: the file, for the error message.
+        what: what the file should be, for the error message (tables use these rules too).
 
     Raises:
         UserError: when no rule gives text.
@@ -89,7 +90,7 @@ def decode_report_text(data: bytes, where: str | Path) -> str:
             text = None
     if text is None or not _looks_like_text(text):
         raise UserError(
-            f"Expected a text report (UTF-8, UTF-16, UTF-32 or Windows-1252) in {where}, "
+            f"Expected {what} (UTF-8, UTF-16, UTF-32 or Windows-1252) in {where}, "
             f"found bytes that decode to no text{f' as {encoding}' if encoding else ''}"
         )
     return text

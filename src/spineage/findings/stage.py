@@ -43,9 +43,9 @@ import pandas as pd
 from spineage.atomic import write_atomic, write_json_atomic
 from spineage.errors import UserError
 from spineage.findings.vocabulary import DEGENERATIVE_CONDITIONS, LEVELS, check_finding
+from spineage.raw_cohort import read_mri_series, read_table, require_columns
 from spineage.settings_checks import field_names, flag, section_mapping
 
-MRI_MODALITY = "mri_t2_sag"
 
 FINDINGS_TABLE_COLUMNS: tuple[str, ...] = ("series_id", "level", "condition", "severity", "negated", "source")
 """Columns of ``findings.parquet``, in order."""
@@ -120,48 +120,6 @@ class FindingsSummary:
 # ---------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"Expected {what} with a header row at {path}, found an empty file") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise UserError(f"Expected a readable CSV file at {path}, found one that does not parse: "
-                        f"{str(error).splitlines()[0]}") from None
-
-
-def _require_columns(table: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise UserError(
-            f"Expected column(s) {', '.join(missing)} in {path}, found {', '.join(map(str, table.columns)) or 'none'}"
-        )
-
-
-def read_mri_series(raw: str | Path) -> pd.DataFrame:
-    """The MRI series of a raw cohort, in ``sessions.csv`` order (all its columns, as text).
-
-    Raises:
-        UserError: if the folder or ``sessions.csv`` is missing, a column is
-            missing, a series id repeats, or there is no MRI series.
-    """
-    raw = Path(raw)
-    if not raw.is_dir():
-        raise UserError(f"Expected a raw-cohort folder at {raw}, found no such folder")
-    path = raw / "sessions.csv"
-    if not path.is_file():
-        raise UserError(f"Expected sessions.csv in the raw cohort {raw}, found none")
-    sessions = _read_csv(path, "the sessions table")
-    _require_columns(sessions, ("series_id", "modality"), path)
-    repeated = sessions["series_id"][sessions["series_id"].duplicated()]
-    if len(repeated):
-        raise UserError(f"Expected each series_id once in {path}, found {len(repeated)} repeated (e.g. {repeated.iloc[0]!r})")
-    mri = sessions[sessions["modality"] == MRI_MODALITY].reset_index(drop=True)
-    if mri.empty:
-        raise UserError(f"Expected MRI series (modality {MRI_MODALITY}) in {path}, found none among {len(sessions)} rows")
-    return mri
-
-
 def _flag(values: pd.Series, path: Path, column: str) -> pd.Series:
     words = values.fillna("").astype(str).str.strip().str.lower()
     bad = words[~words.isin(_TRUE_WORDS | _FALSE_WORDS)]
@@ -177,8 +135,8 @@ def read_findings_table(path: Path) -> pd.DataFrame:
         UserError: for a missing column or any row outside the vocabulary
             (the message names how many rows and shows the first).
     """
-    table = _read_csv(path, "the findings table")
-    _require_columns(table, _REQUIRED_FINDINGS_COLUMNS, path)
+    table = read_table(path, "the findings table")
+    require_columns(table, _REQUIRED_FINDINGS_COLUMNS, path)
     table = table.assign(
         series_id=table["series_id"].str.strip(),
         level=table["level"].str.strip(),
@@ -211,17 +169,10 @@ def read_findings_table(path: Path) -> pd.DataFrame:
     return out.drop_duplicates(ignore_index=True)
 
 
-def _report_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        return path.read_text(encoding="latin-1")
-
-
 def read_series_reports(
-    reports: dict[str, Path], progress: bool = True, chunk: int = 256
+    reports: dict[str, str], progress: bool = True, chunk: int = 256
 ) -> pd.DataFrame:
-    """Run the report reader on the given ``{series_id: report file}``, with a progress bar.
+    """Run the report reader on the given ``{series_id: report text}``, with a progress bar.
 
     Returns:
         The reader's rows (:data:`~spineage.findings.report_reader.FINDINGS_COLUMNS`).
@@ -235,7 +186,7 @@ def read_series_reports(
     with tqdm(total=len(ids), desc="reading reports", unit="report", disable=not progress, file=sys.stderr) as bar:
         for start in range(0, len(ids), chunk):
             batch = ids[start : start + chunk]
-            table = pd.DataFrame({"series_id": batch, "report": [_report_text(reports[s]) for s in batch]})
+            table = pd.DataFrame({"series_id": batch, "report": [reports[s] for s in batch]})
             parts.append(read_reports(table, "series_id", "report"))
             bar.update(len(batch))
     if not parts:
@@ -285,6 +236,7 @@ def build_findings(
             finding outside the vocabulary; nothing is written then.
     """
     from spineage.findings.features import level_vectors, region_vectors
+    from spineage.findings.report_text import read_report_text
 
     settings = settings or FindingsSettings()
     raw, out, reports_out = Path(raw), Path(out), Path(reports_out)
@@ -308,11 +260,13 @@ def build_findings(
         for series_id in series_ids
         if series_id not in from_table and (raw / "reports" / f"{series_id}.txt").is_file()
     }
-    read = read_series_reports(report_files, progress=progress)
+    # Each report's encoding is detected (UTF-16 exports included); one that is not text stops the stage.
+    report_texts = {s: read_report_text(f) for s, f in report_files.items()}
+    read = read_series_reports(report_texts, progress=progress)
     # A report the reader finds nothing in comes back as one unmapped row holding the
     # whole text: mostly a normal report ("Unremarkable study."), counted apart.
     mapped_series = set(read.loc[read["mapped"], "series_id"])
-    whole = read["series_id"].map({s: re.sub(r"\s+", " ", _report_text(f)).strip() for s, f in report_files.items()})
+    whole = read["series_id"].map({s: re.sub(r"\s+", " ", t).strip() for s, t in report_texts.items()})
     nothing_found = ~read["mapped"] & ~read["series_id"].isin(mapped_series) & (read["source_text"] == whole)
     unmapped = read[~read["mapped"] & ~nothing_found]
     mapped = read[read["mapped"]]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import importlib
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,11 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from spineage.atomic import write_array_atomic
 from spineage.errors import UserError
 from spineage.findings.vocabulary import CERVICAL_LEVELS, LEVELS, LUMBAR_LEVELS, REGIONS, THORACIC_LEVELS, region_of
+from spineage.labels import SACRUM_LABEL
 from spineage.imaging.io import Image2D, ImageLoadError, Volume, load_image2d, load_label_like, load_volume
 
-SACRUM_CODE = 27
 STANDARD_LEVELS: dict[str, tuple[str, ...]] = {
     "cervical": CERVICAL_LEVELS,
     "thoracic": THORACIC_LEVELS[:12],
@@ -257,7 +257,7 @@ def regions_from_labels(labels: np.ndarray, label_path: Path) -> RegionCoverage 
         regions=tuple(by_region),
         levels=by_region,
         label_path=str(label_path),
-        sacrum=SACRUM_CODE in codes,
+        sacrum=SACRUM_LABEL in codes,
         note=note,
     )
 
@@ -516,14 +516,7 @@ def write_preprocessed(scan: str | Path, out: str | Path, label: str | Path | No
         reason = record.get("reason", "") if isinstance(record, dict) else ""
         raise UserError(f"Expected {scan} to preprocess, found it excluded: {reason or 'see the preprocessing record'}")
     array = np.asarray(array)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_array_atomic(out, array)
     summary = dict(record) if isinstance(record, dict) else (asdict(record) if hasattr(record, "__dataclass_fields__") else {"record": str(record)})
     summary.update(path=str(out), shape=list(array.shape), dtype=str(array.dtype))
     return summary

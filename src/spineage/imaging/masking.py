@@ -49,18 +49,11 @@ from spineage.findings.vocabulary import (
     REGIONS,
     THORACIC_LEVELS,
 )
+from spineage.labels import CANAL_LABEL, CORD_LABEL, SACRUM_LABEL, UNLEVELLED_DISC, UNLEVELLED_VERTEBRA
 
-SACRUM_LABEL = 27
-CANAL_LABEL = 60
-CORD_LABEL = 61
 CANAL_LABELS: frozenset[int] = frozenset({CANAL_LABEL, CORD_LABEL})
 """Labels running the whole length of the spine, kept only beside a region's own structures."""
 
-UNLEVELLED_VERTEBRA = 100
-"""A vertebra (or the sacrum) whose level is not identified: what segmentation without levels writes
-(:data:`spineage.imaging.segmentation.VERTEBRA_CODE`)."""
-UNLEVELLED_DISC = 130
-"""A disc whose level is not identified (:data:`spineage.imaging.segmentation.DISC_CODE`)."""
 UNLEVELLED_LABELS: frozenset[int] = frozenset({UNLEVELLED_VERTEBRA, UNLEVELLED_DISC})
 """Codes that belong to the whole spine but to no region: they anchor ``whole`` only."""
 

@@ -98,8 +98,9 @@ UNIDENTIFIED_REGIONS = "unidentified"
 OUTPUT_DTYPE = np.float16
 """What the arrays are stored as: values in [0, 1] (percentile) or a few units (median_iqr) lose nothing that matters."""
 
-_CODE_FILES = ("intensity.py", "masking.py", "preprocess.py", "resample.py", "io.py")
-"""Modules whose code decides the arrays: a change to any of them invalidates every stored array."""
+_CODE_FILES = ("imaging/intensity.py", "imaging/masking.py", "imaging/preprocess.py", "imaging/resample.py",
+               "imaging/io.py", "labels.py")
+"""Modules (under ``spineage/``) whose code decides the arrays: a change to any of them invalidates every stored array."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class PreprocessSettings:
     def settings_hash(self) -> str:
         """A short hash of :meth:`output_settings` and of the preprocessing code: equal hashes, equal arrays."""
         digest = hashlib.sha256(json.dumps(self.output_settings(), sort_keys=True, default=list).encode())
-        folder = Path(__file__).parent
+        folder = Path(__file__).parents[1]
         for name in _CODE_FILES:
             path = folder / name
             digest.update(name.encode())

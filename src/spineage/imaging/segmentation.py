@@ -46,7 +46,17 @@ import numpy as np
 
 from spineage.errors import UserError
 from spineage.settings_checks import field_names, flag, number, numbers, section_mapping
-from spineage.synth.phantom import CANAL_LABEL, CORD_LABEL, SACRUM_LABEL, disc_label, vertebra_label
+from spineage.labels import (
+    CANAL_LABEL,
+    CORD_LABEL,
+    DISC_LABELS,
+    SACRUM_LABEL,
+    UNLEVELLED_DISC,
+    UNLEVELLED_VERTEBRA,
+    VERTEBRA_LABELS,
+    disc_label,
+    vertebra_label,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -63,17 +73,17 @@ EXPERIMENT = "spine-seg-mri"
 CLASS_NAMES: tuple[str, ...] = ("background", "vertebra", "disc", "canal_csf", "cord")
 """The network's classes, in channel order (the same as ``SpineSegNet``'s default)."""
 
-VERTEBRA_CODE = 100
+VERTEBRA_CODE = UNLEVELLED_VERTEBRA
 """Output code of a vertebra or the sacrum whose level is not identified."""
 
-DISC_CODE = 130
+DISC_CODE = UNLEVELLED_DISC
 """Output code of an intervertebral disc whose level is not identified."""
 
 CLASS_CODES: tuple[int, ...] = (0, VERTEBRA_CODE, DISC_CODE, CANAL_LABEL, CORD_LABEL)
 """Label-map code of each class of :data:`CLASS_NAMES` in :func:`segment_volume`'s output."""
 
-_VERTEBRA_CODES = (1, SACRUM_LABEL)  # inclusive range of the phantom's vertebra and sacrum codes
-_DISC_CODES = (31, 56)
+_VERTEBRA_CODES = (VERTEBRA_LABELS[0], SACRUM_LABEL)  # inclusive: the vertebrae, then the sacrum right after them
+_DISC_CODES = (DISC_LABELS[0], DISC_LABELS[-1])
 
 
 # --------------------------------------------------------------------------- labels
@@ -487,19 +497,12 @@ def labelled_scans(raw_dir: str | Path) -> "Any":
     Raises:
         UserError: if sessions.csv is missing or lacks columns, or no MRI series has a label.
     """
-    import pandas as pd
+    from spineage.raw_cohort import read_mri_series
 
-    raw_dir = Path(raw_dir)
-    sessions_path = raw_dir / "sessions.csv"
-    if not sessions_path.is_file():
-        raise UserError(f"Expected a raw cohort with sessions.csv in {raw_dir}, found no such file")
-    sessions = pd.read_csv(sessions_path, dtype=str)
-    missing = sorted({"series_id", "subject_id", "modality", "image", "label"} - set(sessions.columns))
-    if missing:
-        raise UserError(f"Expected columns series_id, subject_id, modality, image, label in {sessions_path}, found {missing} missing")
-    mri = sessions[(sessions.modality == "mri_t2_sag") & sessions.label.notna() & (sessions.label.str.strip() != "")]
+    sessions = read_mri_series(raw_dir, columns=("subject_id", "image", "label"))
+    mri = sessions[sessions["label"] != ""]
     if mri.empty:
-        raise UserError(f"Expected MRI series (mri_t2_sag) with a label map in {sessions_path}, found none")
+        raise UserError(f"Expected MRI series (mri_t2_sag) with a label map in {Path(raw_dir) / 'sessions.csv'}, found none")
     return mri[["series_id", "subject_id", "image", "label"]].sort_values("series_id").reset_index(drop=True)
 
 

@@ -40,14 +40,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from spineage.atomic import write_array_atomic, write_atomic
 from spineage.errors import UserError
 from spineage.imaging.preprocess import (
     EXCLUDED,
@@ -106,7 +105,7 @@ def read_cohort_series(raw: str | Path, cohort: str | Path) -> pd.DataFrame:
         UserError: for a missing or unreadable table, a missing column, or a cohort
             series that ``sessions.csv`` does not hold.
     """
-    from spineage.findings.stage import read_mri_series
+    from spineage.raw_cohort import read_mri_series
 
     raw, cohort = Path(raw), Path(cohort)
     if not cohort.is_file():
@@ -223,17 +222,6 @@ def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
 # ---------------------------------------------------------------------------
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array, allow_pickle=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _failed(reason: str, input_hash: str, settings_hash: str, label_source: str = "") -> dict[str, Any]:
     row = {column: "" for column in _PROCESSING_COLUMNS}
     row.update(status=FAILED, reason=reason, label_source=label_source, input_hash=input_hash, settings_hash=settings_hash)
@@ -312,7 +300,7 @@ def process_series(task: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     array, record = preprocess_volume(volume, labels, settings, series_id=series_id)
     path = out / f"{series_id}.npy"
     if array is not None:
-        _atomic_save(path, array)
+        write_array_atomic(path, array)
     else:
         path.unlink(missing_ok=True)
     row = _manifest_fields(record, path.name if array is not None else "")
@@ -365,15 +353,7 @@ def _write_if_changed(path: Path, content: str) -> bool:
     path = Path(path)
     if path.is_file() and path.read_text() == content:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda p: p.write_text(content))
     return True
 
 

@@ -6,11 +6,11 @@ brightens, curves change. Works on any raw cohort with MRI series.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from spineage.atomic import write_atomic
 from spineage.errors import UserError
 
 
@@ -42,15 +42,13 @@ def render_montage(raw: Path, out: Path, n_scans: int = 8) -> Path:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    sessions_path = Path(raw) / "sessions.csv"
-    if not sessions_path.is_file():
-        raise UserError(f"Expected a raw cohort with sessions.csv in {raw}, found none")
+    from spineage.raw_cohort import read_mri_series
+
     if n_scans < 1:
         raise UserError(f"Expected at least one scan to show, found {n_scans}")
-    sessions = pd.read_csv(sessions_path)
-    mri = sessions[sessions.modality == "mri_t2_sag"].sort_values("age").reset_index(drop=True)
-    if mri.empty:
-        raise UserError(f"Expected MRI series (modality mri_t2_sag) in {sessions_path}, found none")
+    mri = read_mri_series(raw, columns=("image", "age"))
+    mri["age"] = pd.to_numeric(mri["age"], errors="coerce")
+    mri = mri.sort_values("age", kind="stable").reset_index(drop=True)
     picks = np.unique(np.linspace(0, len(mri) - 1, min(n_scans, len(mri))).round().astype(int))
     has_labels = "label" in mri.columns
     fig, axes = plt.subplots(1, 2 * len(picks) if has_labels else len(picks), figsize=(2.2 * len(picks) * (2 if has_labels else 1), 9), squeeze=False)
@@ -70,10 +68,7 @@ def render_montage(raw: Path, out: Path, n_scans: int = 8) -> Path:
             label_ax.set_title("labels", fontsize=8)
             label_ax.axis("off")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    try:
+        return write_atomic(Path(out), lambda p: fig.savefig(p, dpi=90, format="png"))
+    finally:
+        plt.close(fig)

@@ -18,31 +18,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import expit
 
-from spineage.findings.vocabulary import LEVELS
+from spineage.labels import CANAL_LABEL, SACRUM_LABEL, disc_label, vertebra_label
 from spineage.synth.anatomy import SACRUM_LENGTH, SpineAnatomy
-
-SACRUM_LABEL = 27
-CANAL_LABEL = 60
-CORD_LABEL = 61
-LABEL_NAMES: dict[int, str] = {
-    **{i + 1: level for i, level in enumerate(LEVELS)},
-    **{31 + i: f"disc_{level}" for i, level in enumerate(LEVELS)},
-    SACRUM_LABEL: "sacrum",
-    CANAL_LABEL: "canal_csf",
-    CORD_LABEL: "cord",
-}
-"""Label map codes: 1-26 vertebrae (C2..L7), 27 sacrum, 31-56 the disc below each vertebra, 60 CSF, 61 cord."""
-
-
-def vertebra_label(level: str) -> int:
-    """The label code of a vertebra."""
-    return LEVELS.index(level) + 1
-
-
-def disc_label(level: str) -> int:
-    """The label code of the disc below a vertebra."""
-    return LEVELS.index(level) + 31
-
 
 # T2 signal (0-1, relative) and X-ray attenuation (relative to water) of each tissue.
 T2 = {

@@ -131,7 +131,9 @@ def parse_report(
     else:
         if sys.stdin is None or sys.stdin.isatty():
             raise UserError("Expected a report on stdin or a table with --csv FILE, found neither.")
-        text = sys.stdin.read()
+        from spineage.findings.report_text import decode_report_text
+
+        text = decode_report_text(sys.stdin.buffer.read(), "stdin")
         if not text.strip():
             raise UserError("Expected report text on stdin, found nothing.")
         findings = read_report(text, report_id)
@@ -169,12 +171,13 @@ def validate_raw(
     params: Path = typer.Option(Path("params.yaml"), help="The params file (validation section: age_min, age_max)."),
     report: Path = typer.Option(Path("reports/validation/raw.json"), help="JSON result to write (pass or fail)."),
 ) -> None:
-    """Check the raw cohort's tables: ids, ages, sexes, modalities, image files, findings vocabulary, lifestyle, outcomes."""
+    """Check the raw cohort: ids, ages, sexes, modalities, image and label files (label maps as label maps), findings vocabulary, lifestyle, outcomes."""
     from spineage.config import load_params
+    from spineage.validation.gate import guarded_run
     from spineage.validation.raw import validate_raw_cohort
 
-    settings = load_params(params)
-    _finish_gate(validate_raw_cohort(data, settings.validation, report), report)
+    result = guarded_run("raw", data, report, lambda: validate_raw_cohort(data, load_params(params).validation, report))
+    _finish_gate(result, report)
 
 
 @validate_app.command("features")
@@ -187,10 +190,14 @@ def validate_features(
 ) -> None:
     """Check the feature vectors: exactly the 215/67 columns, whole non-negative values, no NaN, every MRI series."""
     from spineage.config import load_params
+    from spineage.validation.gate import guarded_run
     from spineage.validation.vectors import validate_feature_vectors
 
-    load_params(params)
-    _finish_gate(validate_feature_vectors(interim, data, report), report)
+    def run():
+        load_params(params)
+        return validate_feature_vectors(interim, data, report)
+
+    _finish_gate(guarded_run("features", interim, report, run), report)
 
 
 @validate_app.command("processed")
@@ -204,11 +211,15 @@ def validate_processed(
     """Check the preprocessed arrays: target shape and spacing, float16, no NaN/Inf, non-empty, every cohort series."""
     from spineage.config import load_params
     from spineage.imaging.preprocess import load_preprocess_settings
+    from spineage.validation.gate import guarded_run
     from spineage.validation.processed import validate_processed_arrays
 
-    settings = load_params(params)
-    preprocess_settings = load_preprocess_settings(params)
-    _finish_gate(validate_processed_arrays(processed, cohort, preprocess_settings, settings.validation, report), report)
+    def run():
+        settings = load_params(params)
+        preprocess_settings = load_preprocess_settings(params)
+        return validate_processed_arrays(processed, cohort, preprocess_settings, settings.validation, report)
+
+    _finish_gate(guarded_run("processed", processed, report, run), report)
 
 
 @app.command()

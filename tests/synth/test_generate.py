@@ -17,7 +17,7 @@ from spineage.cli import app
 from spineage.config import parse_params
 from spineage.findings.vocabulary import ALL_CONDITIONS, LEVELS, MODALITIES, check_finding
 from spineage.synth.generate import generate_cohort
-from spineage.synth.phantom import CANAL_LABEL, CORD_LABEL, LABEL_NAMES, SACRUM_LABEL, disc_label, vertebra_label
+from spineage.labels import CANAL_LABEL, CORD_LABEL, LABEL_NAMES, SACRUM_LABEL, disc_label, vertebra_label
 from spineage.synth.scanner import SITES, site_by_name
 from tests.params_file import write_params
 
@@ -161,9 +161,7 @@ def test_same_seed_gives_byte_identical_files_whatever_the_workers(cohort: Path,
 
 
 def test_failed_generation_keeps_the_old_cohort_and_leaves_nothing_half_written(tmp_path: Path, monkeypatch) -> None:
-    out = tmp_path / "raw"
-    out.mkdir()
-    (out / "keep.txt").write_text("previous cohort")
+    out = _earlier_phantom(tmp_path / "raw", "previous cohort")
     import spineage.synth.generate as generate
 
     def broken(task: dict) -> str:
@@ -172,7 +170,7 @@ def test_failed_generation_keeps_the_old_cohort_and_leaves_nothing_half_written(
     monkeypatch.setattr(generate, "_render", broken)
     with pytest.raises(RuntimeError):
         generate_cohort(out, SETTINGS, seed=1, profile="ci", n_subjects=2, workers=1, progress=False)
-    assert (out / "keep.txt").read_text() == "previous cohort"
+    assert (out / "participants.csv").read_text() == "previous cohort"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
@@ -252,3 +250,158 @@ def test_sites_differ_in_the_ways_that_matter() -> None:
     assert len({s.spacing_scale for s in SITES}) >= 3
     assert all(set(s.axis_codes) <= set("RASLPI") for s in SITES)
     assert LEVELS[0] == "C2"
+
+
+# --------------------------------------------------------------------------- the output folder: nothing lost
+
+
+def _earlier_phantom(out: Path, marker: str) -> Path:
+    """A stand-in for an earlier phantom output: its signature (ground_truth.json) and one table holding ``marker``."""
+    out.mkdir(parents=True)
+    (out / "ground_truth.json").write_text(json.dumps({"generator_version": "spineage-phantom/0.0.1", "seed": 0}))
+    (out / "participants.csv").write_text(marker)
+    return out
+
+
+def _user_cohort(folder: Path) -> Path:
+    """A user's raw cohort (not valid imaging: only the layout matters here)."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "participants.csv").write_text("subject_id,sex,birth_year\ns1,F,1970\n")
+    (folder / "sessions.csv").write_text("series_id,subject_id,age,modality,image,label,site,scanner\na,s1,50,mri_t2_sag,images/a.nii.gz,,x,y\n")
+    (folder / "images" / "a.nii.gz").write_bytes(b"not really")
+    return folder
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"<folder>" for p in sorted(folder.rglob("*"))}
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _synth(out: Path, params: Path, *arguments: str):
+    return CliRunner().invoke(app, ["synth", "--out", str(out), "--params", str(params), "--n-subjects", "1", "--workers", "1", *arguments])
+
+
+def test_synth_refuses_a_folder_holding_other_files_and_deletes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    (out / "thesis").mkdir(parents=True)
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt"):
+        (out / name).write_text(name)
+    before = _tree(out)
+    params = write_params(tmp_path / "params.yaml", {"seed": 1, "synth": {"profile": "ci"}})
+    result = _synth(out, params)
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"error: Expected --out {out} to be empty, missing or an earlier output of spineage synth, found 7 other entries")
+    assert "(a.txt, b.txt, c.txt, d.txt, e.txt and 2 more)" in line
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "params.yaml"], "a partial folder was left behind"
+
+
+def test_synth_replaces_its_own_output_but_not_what_a_user_added_to_it(tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    params = write_params(tmp_path / "params.yaml", {"seed": 1, "synth": {"profile": "ci"}})
+    assert _synth(out, params).exit_code == 0
+    first = _tree(out)
+    assert _synth(out, params, "--seed", "2").exit_code == 0, "an earlier phantom output is replaced"
+    assert _tree(out) != first and sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "raw"]
+    (out / "my_notes.txt").write_text("keep me")
+    result = _synth(out, params)
+    assert result.exit_code == 2 and "found 1 other entry in it (my_notes.txt)" in result.output
+    assert (out / "my_notes.txt").read_text() == "keep me" and (out / "ground_truth.json").is_file()
+
+
+def test_a_linked_cohort_is_replaced_on_rerun_and_follows_symbolic_links(tmp_path: Path) -> None:
+    from spineage.synth.generate import LINK_MARKER
+
+    source = _user_cohort(tmp_path / "mine")
+    elsewhere = tmp_path / "bigdisk" / "labels"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "a.nii.gz").write_bytes(b"a label")
+    (source / "labels").symlink_to(elsewhere, target_is_directory=True)
+    (source / "loop").symlink_to(source, target_is_directory=True)  # must not be walked for ever
+    (source / "images" / "b.nii.gz").symlink_to("a.nii.gz")  # relative: would point nowhere if copied as a link
+    before = _tree(tmp_path / "bigdisk") | {"mine": sorted(p.name for p in source.iterdir())}
+    params = write_params(tmp_path / "params.yaml", {"seed": 1, "data": {"source": str(source)}})
+    out = tmp_path / "raw"
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["synth", "--out", str(out), "--params", str(params)])
+        assert result.exit_code == 0, result.output
+    label = out / "labels" / "a.nii.gz"
+    assert (out / "images" / "b.nii.gz").read_bytes() == b"not really" and not (out / "images" / "b.nii.gz").is_symlink()
+    assert label.read_bytes() == b"a label" and not label.is_symlink() and not (out / "labels").is_symlink()
+    assert json.loads((out / LINK_MARKER).read_text())["entries"] == ["images", "labels", "participants.csv", "sessions.csv"]
+    assert before == _tree(tmp_path / "bigdisk") | {"mine": sorted(p.name for p in source.iterdir())}
+    (out / "extra.csv").write_text("mine now")
+    result = CliRunner().invoke(app, ["synth", "--out", str(out), "--params", str(params)])
+    assert result.exit_code == 2 and "(extra.csv)" in result.output and (out / "extra.csv").is_file()
+
+
+def test_a_broken_link_in_the_source_is_a_one_line_error(tmp_path: Path) -> None:
+    source = _user_cohort(tmp_path / "mine")
+    (source / "images" / "b.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    params = write_params(tmp_path / "params.yaml", {"seed": 1, "data": {"source": str(source)}})
+    result = CliRunner().invoke(app, ["synth", "--out", str(tmp_path / "raw"), "--params", str(params)])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "found a broken link at" in result.output and "b.nii.gz" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "params.yaml"]
+
+
+@pytest.mark.parametrize(
+    "out_of, message",
+    [
+        (lambda source: source / "data" / "raw", "outside data.source"),
+        (lambda source: source, "another folder than data.source"),
+        (lambda source: source.parent, "outside --out"),
+        (lambda source: source.parent / "via-link" / "raw", "outside data.source"),
+    ],
+    ids=["out inside the source", "out is the source", "source inside out", "out inside the source through a link"],
+)
+def test_a_source_and_out_inside_one_another_are_refused_before_anything_is_touched(tmp_path: Path, out_of, message: str) -> None:
+    root = tmp_path / "study"
+    source = _user_cohort(root / "mine")
+    (root / "via-link").symlink_to(source, target_is_directory=True)
+    params = write_params(tmp_path / "params.yaml", {"seed": 1, "data": {"source": str(source)}})
+    before = _tree(root)
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["synth", "--out", str(out_of(source)), "--params", str(params)])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert _tree(root) == before
+
+
+def test_leftovers_of_killed_runs_are_removed_and_only_those(tmp_path: Path) -> None:
+    out = _earlier_phantom(tmp_path / "raw", "the current cohort")
+    dead = _dead_pid()
+    for name in (f".raw.partial-{dead}-k3j2", ".raw.partial-x8f_q1ab", f".raw.old-{dead}", ".raw.partial-1-alive"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sessions.csv").write_text("half")
+    (tmp_path / ".rawer.partial-5").mkdir()  # another output's name: not ours to remove
+    (tmp_path / ".raw.partial-notes.txt").write_text("a file, not a folder of ours")
+    params = write_params(tmp_path / "params.yaml", {"seed": 1, "synth": {"profile": "ci"}})
+    assert _synth(out, params).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".raw.partial-1-alive", ".raw.partial-notes.txt", ".rawer.partial-5", "params.yaml", "raw"]
+    assert (out / "participants.csv").read_text() != "the current cohort"
+
+
+def test_a_cohort_set_aside_by_a_killed_run_is_put_back(tmp_path: Path, monkeypatch) -> None:
+    # Killed between moving the old cohort aside and moving the new one in: no raw/, the old one beside it.
+    _earlier_phantom(tmp_path / f".raw.old-{_dead_pid()}", "the previous cohort")
+    (tmp_path / f".raw.partial-{_dead_pid()}-x1").mkdir()
+    import spineage.synth.generate as generate
+
+    def broken(task: dict) -> str:
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(generate, "_render", broken)
+    with pytest.raises(RuntimeError):
+        generate_cohort(tmp_path / "raw", SETTINGS, seed=1, profile="ci", n_subjects=1, workers=1, progress=False)
+    assert (tmp_path / "raw" / "participants.csv").read_text() == "the previous cohort"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from spineage.findings.features import level_vectors, region_vectors
+from spineage.validation.raw import inside_cohort
 
 
 def tiny_tables() -> dict[str, pd.DataFrame]:
@@ -64,17 +66,51 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
     }
 
 
+TINY_SHAPE = (4, 5, 6)
+"""The voxels of the tiny cohort's MRI images and label maps."""
+
+
+def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    """Write ``array`` as a NIfTI file (1 mm voxels unless ``affine`` says otherwise)."""
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def tiny_image(seed: int = 0) -> np.ndarray:
+    """An MRI-like volume: int16 intensities."""
+    return np.random.default_rng(seed).integers(0, 1000, TINY_SHAPE).astype(np.int16)
+
+
+def tiny_label_map() -> np.ndarray:
+    """A label map of known codes: background, C2 (1), its disc (31), canal CSF (60) and cord (61)."""
+    labels = np.zeros(TINY_SHAPE, np.uint8)
+    labels[1, 1:3, 0:2], labels[1, 1:3, 2], labels[2, 2, :], labels[3, 2, :] = 1, 31, 60, 61
+    return labels
+
+
 def write_cohort(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
-    """Write ``tables`` as a raw cohort, with an (empty) file for every image and label named."""
+    """Write ``tables`` as a raw cohort, with a file for every image and label named.
+
+    NIfTI images are tiny int16 volumes, NIfTI labels tiny label maps on the same
+    grid; anything else (radiographs) is an empty file.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         frame.to_csv(folder / name, index=False)
     sessions = tables["sessions.csv"]
     for column in ("image", "label"):
-        for path in sessions.get(column, pd.Series(dtype=object)):
-            if isinstance(path, str) and path:
-                (folder / path).parent.mkdir(parents=True, exist_ok=True)
-                (folder / path).touch()
+        for number, path in enumerate(sessions.get(column, pd.Series(dtype=object))):
+            if not isinstance(path, str) or not path or not inside_cohort(path):
+                continue
+            target = folder / path
+            if path.endswith(".nii.gz"):
+                write_nifti(target, tiny_image(number) if column == "image" else tiny_label_map())
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.touch()
     return folder
 
 

@@ -81,7 +81,7 @@ def test_missing_inputs_exit_2_with_one_line(tmp_path: Path, params: Path, argum
 
 def test_bad_validation_settings_exit_2(raw: Path, tmp_path: Path) -> None:
     params = write_params(tmp_path / "bad.yaml", {"validation": {"age_min": 90, "age_max": 30}})
-    result = runner.invoke(app, ["validate", "raw", "--data", str(raw), "--params", str(params)])
+    result = runner.invoke(app, ["validate", "raw", "--data", str(raw), "--params", str(params), "--report", str(tmp_path / "r.json")])
     assert result.exit_code == 2 and "Expected validation.age_min below validation.age_max, found 90 and 30" in result.stderr
 
 

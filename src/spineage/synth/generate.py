@@ -5,7 +5,9 @@ is rendered by a pool of workers that write their files directly, so memory
 stays flat however large the cohort. Each scan's randomness comes from its own
 seed (the cohort seed plus the scan's number), so the files are byte-identical
 for a seed whatever the number of workers. The cohort is assembled in a
-temporary folder and moved into place only when complete.
+temporary folder and moved into place only when complete; ``--out`` is
+replaced only when it is empty or an earlier output of synth, and leftovers of
+killed runs are tidied (or put back) by the next one (:func:`prepare_output_folder`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from spineage import __version__
+from spineage.atomic import write_json_atomic
 from spineage.config import SynthSettings
 from spineage.errors import UserError
 
@@ -106,15 +110,6 @@ def _render(task: dict) -> str:
     return series_id
 
 
-def _check_output_folder(out: Path) -> None:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out.parent, prefix=".spineage-probe-")
-        probe.close()
-    except OSError as error:
-        raise UserError(f"Expected a writable folder for {out}, found: {error.strerror or error}") from None
-
-
 @dataclass
 class CohortTables:
     """The drawn cohort before any image: subjects, outcomes, sessions and each session's findings."""
@@ -167,7 +162,7 @@ def generate_cohort(
     workers: int | None = None,
     progress: bool = True,
 ) -> str:
-    """Generate the phantom cohort into ``out`` (replacing it only once complete).
+    """Generate the phantom cohort into ``out`` (replacing an earlier one only once complete).
 
     Args:
         out: the raw-cohort folder to write.
@@ -182,7 +177,8 @@ def generate_cohort(
         A one-line summary of what was written.
 
     Raises:
-        UserError: for a bad number of subjects or workers, or an unwritable folder.
+        UserError: for a bad number of subjects or workers, an unwritable folder, or an
+            ``out`` holding anything but an earlier output of synth (see :func:`prepare_output_folder`).
     """
     from tqdm import tqdm
 
@@ -201,17 +197,13 @@ def generate_cohort(
     if seed < 0:
         raise UserError(f"Expected a non-negative seed, found {seed}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"Expected {out} to be a folder, found a file")
-    _check_output_folder(out)
-
-    tables = draw_cohort_tables(n, settings, seed)
-    subjects, sessions, outcomes = tables.subjects, tables.sessions, tables.outcomes
-    scanners = {s.name: s.scanner for s in SITES}
-    findings_rows: list[dict] = []
-    tasks: list[dict] = []
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    work = prepare_output_folder(out)
     try:
+        tables = draw_cohort_tables(n, settings, seed)
+        subjects, sessions, outcomes = tables.subjects, tables.sessions, tables.outcomes
+        scanners = {s.name: s.scanner for s in SITES}
+        findings_rows: list[dict] = []
+        tasks: list[dict] = []
         for sub in ("images", "labels", "reports"):
             (work / sub).mkdir()
         for series_index, session in enumerate(sessions.itertuples(index=False)):
@@ -303,8 +295,140 @@ def _write_tables(folder: Path, subjects: pd.DataFrame, sessions: pd.DataFrame, 
     outcomes.round(3).to_csv(folder / "outcomes.csv", index=False)
 
 
+# --------------------------------------------------------------------------- the output folder
+
+PHANTOM_ENTRIES: frozenset[str] = frozenset(
+    {"images", "labels", "reports", "participants.csv", "sessions.csv", "findings.csv", "lifestyle.csv",
+     "outcomes.csv", "ground_truth.json"}
+)
+"""What the phantom writes at the top of its folder; its ``ground_truth.json`` names the generator."""
+
+LINK_MARKER = ".spineage-linked.json"
+"""Written into a linked cohort (source, entries), so that a rerun knows the folder as its own."""
+
+_WRITTEN_BY = "spineage synth"
+_SHOWN = 5
+"""Foreign entries named in the error message."""
+
+
+def prepare_output_folder(out: Path) -> Path:
+    """Make ``out`` ready to be replaced and return an empty work folder beside it.
+
+    ``out`` may be missing, empty, or an earlier output of synth (a phantom
+    cohort, known by its ``ground_truth.json``, or a linked one, known by
+    :data:`LINK_MARKER`) holding nothing else: anything else would be deleted
+    with the old cohort, so it is refused before anything is deleted. What
+    killed runs left beside ``out`` is tidied: a cohort set aside
+    (``.NAME.old-PID``) while ``out`` is missing is put back, and partial
+    (``.NAME.partial-PID-*``) and superseded set-aside folders are removed,
+    except those of runs still alive.
+
+    Raises:
+        UserError: for an ``out`` that is a file, holds foreign entries, or cannot be written beside.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"Expected --out {out} to be a folder, found a file")
+    partial, set_aside = _leftovers(out)
+    if set_aside and not out.exists() and not out.is_symlink():
+        newest = max(set_aside, key=lambda folder: folder.stat().st_mtime)
+        os.replace(newest, out)  # a run died between moving the old cohort aside and the new one in
+        set_aside.remove(newest)
+    check_replaceable(out)
+    for folder in partial + set_aside:
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    except OSError as error:
+        raise UserError(f"Expected a writable folder for {out}, found: {error.strerror or error}") from None
+
+
+def check_replaceable(out: Path) -> None:
+    """Refuse an existing ``out`` holding anything an earlier run of synth did not write.
+
+    Raises:
+        UserError: naming ``out`` and a few of the foreign entries.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        return
+    try:
+        entries = sorted(entry.name for entry in out.iterdir())
+    except OSError as error:
+        raise UserError(f"Expected a readable folder at --out {out}, found: {error.strerror or error}") from None
+    own = _own_entries(out)
+    foreign = [entry for entry in entries if entry not in own]
+    if foreign:
+        shown = ", ".join(foreign[:_SHOWN]) + (f" and {len(foreign) - _SHOWN} more" if len(foreign) > _SHOWN else "")
+        what = "entry" if len(foreign) == 1 else "entries"
+        raise UserError(
+            f"Expected --out {out} to be empty, missing or an earlier output of spineage synth, found {len(foreign)} "
+            f"other {what} in it ({shown}); nothing was deleted: move {'it' if len(foreign) == 1 else 'them'} away or choose another --out"
+        )
+
+
+def _own_entries(folder: Path) -> set[str]:
+    """The top-level entries of ``folder`` that an earlier run of synth wrote (none if it wrote none)."""
+    own: set[str] = set()
+    truth = _read_json(folder / "ground_truth.json")
+    if str(truth.get("generator_version", "")).startswith("spineage-phantom/"):
+        own |= PHANTOM_ENTRIES
+    marker = _read_json(folder / LINK_MARKER)
+    if marker.get("written_by") == _WRITTEN_BY and isinstance(marker.get("entries"), list):
+        own |= {str(entry) for entry in marker["entries"]} | {LINK_MARKER}
+    return own
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _leftovers(out: Path) -> tuple[list[Path], list[Path]]:
+    """Folders that dead runs for ``out`` left beside it: (partial cohorts, cohorts set aside)."""
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(partial|old)-(?:(\d+)(?=-|$))?")
+    partial: list[Path] = []
+    set_aside: list[Path] = []
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return partial, set_aside
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        if match.group(2) is not None and _alive(int(match.group(2))):
+            continue
+        (partial if match.group(1) == "partial" else set_aside).append(entry)
+    return partial, set_aside
+
+
+def _alive(pid: int) -> bool:
+    """Whether another process with this id runs (a leftover bearing our own id is from a dead one)."""
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def _replace_folder(new: Path, out: Path) -> None:
-    """Move the finished cohort into place; an older one is removed only after the move."""
+    """Move the finished cohort into place; an older one is set aside first and removed only after the move.
+
+    A run killed between the two renames leaves no ``out`` and the old cohort as
+    ``.NAME.old-PID`` beside it; :func:`prepare_output_folder` puts it back.
+    """
+    check_replaceable(out)  # again: the user may have put something there while the cohort was drawn
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -317,31 +441,92 @@ def _replace_folder(new: Path, out: Path) -> None:
 def link_external_cohort(source: Path, out: Path) -> str:
     """Bring a user's raw cohort into ``out`` as hard links (copies across file systems).
 
-    DVC then versions the cohort like any stage output; nothing in ``source`` is changed.
+    DVC then versions the cohort like any stage output; nothing in ``source`` is
+    changed. Symbolic links in ``source`` are followed: ``out`` gets the files
+    they point to, so that it holds no link out of itself.
+
+    Raises:
+        UserError: for a missing source or table, a source and ``out`` inside one
+            another, an unreadable file, or an ``out`` that synth may not replace.
     """
     source = Path(source)
+    out = Path(out)
     if not source.is_dir():
         raise UserError(f"Expected data.source to be 'synthetic' or a raw-cohort folder, found no folder at {source}")
     for required in ("participants.csv", "sessions.csv"):
         if not (source / required).is_file():
             raise UserError(f"Expected {required} in the raw cohort {source}, found none")
-    _check_output_folder(out)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    check_separate(source, out)
+    work = prepare_output_folder(out)
     try:
-        count = 0
-        for path in sorted(source.rglob("*")):
-            target = work / path.relative_to(source)
-            if path.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(path, target)
-            except OSError:
-                shutil.copy2(path, target)
-            count += 1
+        count = _link_tree(source, work)
+        entries = sorted(entry.name for entry in work.iterdir() if entry.name != LINK_MARKER)
+        # Atomic (a new file, then a rename): a marker-named file of the source, hard-linked here, stays untouched.
+        write_json_atomic(work / LINK_MARKER, {"written_by": _WRITTEN_BY, "source": os.path.realpath(source), "entries": entries})
         _replace_folder(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return f"linked {count} files of {source} into {out}"
+
+
+def check_separate(source: Path, out: Path) -> None:
+    """Refuse a ``source`` and ``out`` that are one folder or lie one inside the other (real paths).
+
+    ``out`` inside the source would grow the source on every run; the source
+    inside ``out`` would be deleted with the old cohort.
+
+    Raises:
+        UserError: saying which lies in which.
+    """
+    real_source, real_out = Path(os.path.realpath(source)), Path(os.path.realpath(out))
+    if real_out == real_source:
+        raise UserError(f"Expected --out {out} to be another folder than data.source {source}, found the same folder ({real_out})")
+    if real_source in real_out.parents:
+        raise UserError(
+            f"Expected --out {out} outside data.source {source} (the source is never changed), found it inside ({real_out})"
+        )
+    if real_out in real_source.parents:
+        raise UserError(
+            f"Expected data.source {source} outside --out {out} (which synth replaces), found it inside ({real_source})"
+        )
+
+
+def _link_tree(source: Path, target: Path) -> int:
+    """Hard-link (else copy) every file under ``source`` into the empty folder ``target``; return how many.
+
+    Symbolic links are followed, to files and to folders; a link to a folder
+    above it (a loop) is skipped.
+
+    Raises:
+        UserError: for a folder that cannot be listed or a file that cannot be read (a broken link).
+    """
+
+    def unreadable(error: OSError) -> None:
+        raise UserError(f"Expected every folder of data.source {source} to be readable, found: {error.strerror or error} ({error.filename})")
+
+    count = 0
+    for folder, subfolders, files in os.walk(source, onerror=unreadable, followlinks=True):
+        here = Path(folder)
+        real_here = os.path.realpath(here)
+        # A link to this folder or one above it would be walked for ever.
+        subfolders[:] = [name for name in subfolders if not _is_ancestor(os.path.realpath(here / name), real_here)]
+        destination = target / here.relative_to(source)
+        destination.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            path = here / name
+            try:
+                # The real path: os.link would link a symbolic link itself, which may point elsewhere from here.
+                os.link(os.path.realpath(path), destination / name)
+            except OSError:
+                try:
+                    shutil.copy2(path, destination / name)
+                except OSError as error:
+                    found = "a broken link" if path.is_symlink() and not path.exists() else (error.strerror or str(error))
+                    raise UserError(f"Expected every file of data.source {source} to be readable, found {found} at {path}") from None
+            count += 1
+    return count
+
+
+def _is_ancestor(candidate: str, path: str) -> bool:
+    return path == candidate or path.startswith(candidate.rstrip(os.sep) + os.sep)

@@ -27,13 +27,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from spineage.atomic import write_atomic
 from spineage.errors import UserError
 
 MAX_EXAMPLES = 3
@@ -161,11 +162,18 @@ class GateResult:
     outcomes: tuple[Outcome, ...]
     notes: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    """Why the gate could not run (a missing folder, a bad params file); such a result never succeeds."""
+
+    @classmethod
+    def could_not_run(cls, gate: str, source: str, error: str) -> GateResult:
+        """The result of a gate that could not check anything: a failure saying why."""
+        return cls(gate=gate, source=source, tables={}, outcomes=(), error=error)
 
     @property
     def success(self) -> bool:
-        """True when every check passed."""
-        return all(outcome.success for outcome in self.outcomes)
+        """True when the gate ran and every check passed."""
+        return self.error is None and all(outcome.success for outcome in self.outcomes)
 
     @property
     def checked(self) -> tuple[Outcome, ...]:
@@ -185,6 +193,8 @@ class GateResult:
         """One line: passed or failed, how many expectations, on what."""
         rows = ", ".join(f"{name} {count}" for name, count in self.tables.items())
         written = f"; result in {report}" if report is not None else ""
+        if self.error is not None:
+            return f"validate {self.gate}: could not run on {self.source}: {self.error}{written}"
         if self.success:
             return f"validate {self.gate}: all {len(self.checked)} expectations passed on {self.source} ({rows} rows){written}"
         return f"validate {self.gate}: {len(self.failures)} of {len(self.checked)} expectations failed on {self.source}{written}"
@@ -196,6 +206,7 @@ class GateResult:
         return {
             "gate": self.gate,
             "success": self.success,
+            "error": self.error,
             "source": self.source,
             "evaluated": len(self.checked),
             "failed": len(self.failures),
@@ -215,16 +226,52 @@ def write_gate_result(result: GateResult, path: Path) -> Path:
         UserError: if the folder cannot be created or written.
     """
     path = Path(path)
+    text = json.dumps(result.to_dict(), indent=2, default=str) + "\n"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(handle, "w") as stream:
-            json.dump(result.to_dict(), stream, indent=2, default=str)
-            stream.write("\n")
-        os.replace(temporary, path)
+        write_atomic(path, lambda temporary: temporary.write_text(text))
     except OSError as error:
         raise UserError(f"Expected to write the validation result to {path}, found: {error.strerror or error}") from None
     return path
+
+
+GATE_RUNNING = "the gate started and has not finished (or was killed)"
+"""What a gate's result says while the gate runs: never an earlier success."""
+
+
+def write_gate_error(gate: str, source: str | Path, error: str, path: Path) -> Path:
+    """Replace the result at ``path`` with a failure saying why the gate could not run, atomically.
+
+    A gate about to run, or one that cannot (a missing folder, a bad params
+    file), must not leave an earlier ``"success": true`` behind for the next
+    stage to trust.
+
+    Raises:
+        UserError: if the folder cannot be created or written.
+    """
+    return write_gate_result(GateResult.could_not_run(gate, str(source), error), path)
+
+
+def guarded_run(gate: str, source: str | Path, report: Path, run: Callable[[], GateResult]) -> GateResult:
+    """Run a gate (``run`` writes its result to ``report``) so that no earlier success outlives it.
+
+    The result at ``report`` is marked failed (:data:`GATE_RUNNING`) before the
+    gate starts; a gate that cannot run (``run`` raises a :class:`UserError`: a
+    missing folder or table, a bad params file) leaves a failure saying why; one
+    that is killed leaves the "not finished" failure. Either way the next stage
+    reads ``"success": false``, never the success of an earlier run.
+
+    Raises:
+        UserError: what ``run`` raised, or a report that cannot be written.
+    """
+    write_gate_error(gate, source, GATE_RUNNING, report)
+    try:
+        return run()
+    except UserError as error:
+        try:
+            write_gate_error(gate, source, str(error), report)
+        except UserError:
+            pass  # writable a moment ago: keep the user's error, and the "not finished" failure
+        raise
 
 
 def run_gate(

@@ -10,8 +10,10 @@ Great Expectations:
 * participants: subject ids present and unique, sex F or M, birth year a year;
 * sessions: series ids present and unique, subject in participants.csv, age a
   number within ``validation.age_min``-``age_max``, modality one of
-  :data:`~spineage.findings.vocabulary.MODALITIES`, every image (and label) file
-  on disk;
+  :data:`~spineage.findings.vocabulary.MODALITIES`, every image (and label) path
+  inside the cohort folder (relative, without ``..``: :func:`inside_cohort`) and
+  on disk; every MRI label map a label map (:mod:`spineage.validation.label_maps`:
+  readable, not the image itself, known integer codes, the image's shape);
 * findings: series in sessions.csv, condition in the vocabulary, severity one
   of the condition's own (the logic of
   :func:`~spineage.findings.vocabulary.check_finding`), level one of the 26 or
@@ -33,7 +35,8 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
+import posixpath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -50,6 +53,7 @@ from spineage.findings.vocabulary import (
     PATHOLOGY_SEVERITIES,
 )
 from spineage.validation.gate import Check, GateResult, Table, run_gate, write_gate_result
+from spineage.validation.label_maps import add_label_map_columns, label_map_checks
 
 if TYPE_CHECKING:
     from spineage.config import ValidationSettings
@@ -187,8 +191,11 @@ def raw_checks(tables: list[Table], settings: ValidationSettings) -> list[Check]
             _not_null("sessions.csv", "modality"),
             _in_set("sessions.csv", "modality", MODALITIES, f"modality one of {', '.join(MODALITIES)}"),
             _not_null("sessions.csv", "image"),
+            _flag("sessions.csv", "image_inside", "image", "the image path lies inside the cohort folder (relative, no ..)"),
             _flag("sessions.csv", "image_exists", "image", "the image file exists in the cohort folder"),
+            _flag("sessions.csv", "label_inside", "label", "the label path, when given, lies inside the cohort folder (relative, no ..)"),
             _flag("sessions.csv", "label_exists", "label", "the label file, when given, exists in the cohort folder"),
+            *label_map_checks("sessions.csv"),
         ],
         "findings.csv": [
             _not_null("findings.csv", "series_id"),
@@ -287,12 +294,40 @@ def read_csv_as_text(path: Path) -> pd.DataFrame:
     return frame.apply(lambda column: column.str.strip()).replace({"": None})
 
 
+def inside_cohort(path: str) -> bool:
+    """Whether a path of sessions.csv names something inside the cohort folder: relative, and not climbing out with ``..``.
+
+    The path as written is judged, not where symbolic links lead: a cohort may
+    keep its images behind a link (``spineage synth`` copies what links point to
+    into data/raw), but sessions.csv may not name a file elsewhere.
+
+    Example:
+        >>> [inside_cohort(p) for p in ("images/a.nii.gz", "images/../labels/a.nii.gz", "../a.nii.gz", "/etc/passwd", ".")]
+        [True, True, False, False, False]
+    """
+    if PurePosixPath(path).is_absolute() or PureWindowsPath(path).drive:
+        return False
+    normal = posixpath.normpath(path.replace("\\", "/"))
+    return normal not in (".", "..") and not normal.startswith("../")
+
+
 def _add_file_checks(sessions: pd.DataFrame, data: Path) -> None:
-    """Computed columns ``image_exists`` and ``label_exists`` (None where no label is given)."""
-    if "image" in sessions.columns:
-        sessions["image_exists"] = [None if path is None else (data / path).exists() for path in sessions["image"]]
-    if "label" in sessions.columns:
-        sessions["label_exists"] = [None if path is None else (data / path).exists() for path in sessions["label"]]
+    """Computed columns: is each image (and label, where given) inside the cohort folder, and there.
+
+    A path outside the folder is reported by ``*_inside`` alone: it is neither looked up nor opened.
+    """
+    for column in ("image", "label"):
+        if column not in sessions.columns:
+            continue
+        inside = [None if path is None else inside_cohort(path) for path in sessions[column]]
+        sessions[f"{column}_inside"] = inside
+        sessions[f"{column}_exists"] = [None if not ok else (data / path).exists() for path, ok in zip(sessions[column], inside)]
+    add_label_map_columns(
+        sessions,
+        data,
+        checkable=sessions.get("label_exists", pd.Series(None, index=sessions.index, dtype=object)).eq(True),
+        image_checkable=sessions.get("image_exists", pd.Series(None, index=sessions.index, dtype=object)).eq(True),
+    )
 
 
 def _add_reference_checks(frames: dict[str, pd.DataFrame]) -> None:

@@ -177,7 +177,7 @@ def test_a_missing_folder_or_empty_table_is_a_user_error(tmp_path: Path, raw: Pa
     with pytest.raises(UserError, match="Expected a raw-cohort folder at .*nothing there"):
         read_raw_tables(tmp_path / "absent")
     (raw / "participants.csv").write_text("")
-    with pytest.raises(UserError, match="Expected a header row in .*participants.csv"):
+    with pytest.raises(UserError, match="Expected a CSV table with a header row at .*participants.csv, found an empty file"):
         read_raw_tables(raw)
 
 

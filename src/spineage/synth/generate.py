@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from spineage import __version__
-from spineage.atomic import write_json_atomic
+from spineage.atomic import write_atomic, write_json_atomic
 from spineage.config import SynthSettings
 from spineage.errors import UserError
 
@@ -41,10 +41,8 @@ def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through a temporary file and a rename (:func:`spineage.atomic.write_atomic`)."""
+    write_atomic(path, lambda temporary: temporary.write_bytes(data))
 
 
 def nifti_bytes(array: np.ndarray, affine: np.ndarray, axis_codes: str = "RAS") -> bytes:

@@ -279,19 +279,16 @@ def validate_raw_cohort(
 
 
 def read_csv_as_text(path: Path) -> pd.DataFrame:
-    """Read a CSV table with every cell as text and empty cells as None (so that "NA" stays "NA" and "abc" is visible).
+    """A raw-cohort table as :func:`spineage.raw_cohort.read_table` reads it, empty cells as None for the expectations.
+
+    Every cell stays text (so that "NA" stays "NA" and "abc" is visible).
 
     Raises:
         UserError: if the file is empty or not CSV.
     """
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"Expected a header row in {path}, found an empty file") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise UserError(f"Expected a CSV table in {path}: {str(error).splitlines()[0]}") from None
-    frame.columns = [str(column).strip() for column in frame.columns]
-    return frame.apply(lambda column: column.str.strip()).replace({"": None})
+    from spineage.raw_cohort import read_table
+
+    return read_table(path).replace({"": None})
 
 
 def inside_cohort(path: str) -> bool:

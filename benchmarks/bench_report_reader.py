@@ -7,8 +7,10 @@ the reader's affirmed findings (mapped, not negated) with the table:
 * strict: a finding matches on (series_id, level, condition, severity);
 * lenient: on (series_id, level, condition) only, i.e. severity ignored.
 
-It prints precision, recall and F1 per condition and overall, and reports read
-per second. Without ``--raw`` it draws a table-only phantom cohort and writes
+It prints precision, recall and F1 per condition and overall (computed by
+:mod:`spineage.findings.agreement`, the comparison the findings stage writes to
+``reports/findings/summary.json`` under ``findings.source: reports``), and
+reports read per second. Without ``--raw`` it draws a table-only phantom cohort and writes
 its reports in memory (no images), exactly as ``spineage synth`` would.
 
 Usage:
@@ -27,10 +29,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from spineage.findings.vocabulary import ALL_CONDITIONS
+from spineage.findings.agreement import (
+    MATCH_KEYS,
+    affirmed,
+    compare_findings,
+    mismatches,
+)
 
-KEY_STRICT = ["series_id", "level", "condition", "severity"]
-KEY_LENIENT = ["series_id", "level", "condition"]
+KEY_STRICT = list(MATCH_KEYS["strict"])
 
 
 def synthetic_reports(n_subjects: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,49 +65,26 @@ def synthetic_reports(n_subjects: int, seed: int) -> tuple[pd.DataFrame, pd.Data
 
 def cohort_reports(raw: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(reports, truth) of a raw-cohort folder with findings.csv and reports/."""
-    truth = pd.read_csv(raw / "findings.csv", dtype=str, keep_default_na=False)
+    from spineage.findings.stage import read_findings_table
+
+    truth = read_findings_table(raw / "findings.csv")
     files = sorted((raw / "reports").glob("*.txt"))
     if not files:
         sys.exit(f"error: expected reports in {raw / 'reports'}, found none")
     reports = pd.DataFrame({"series_id": [f.stem for f in files], "report": [f.read_text() for f in files]})
     truth = truth[truth["series_id"].isin(set(reports["series_id"]))]
-    return reports, truth[KEY_STRICT]
-
-
-def scores(truth: pd.DataFrame, predicted: pd.DataFrame, key: list[str]) -> pd.DataFrame:
-    """Precision, recall and F1 per condition and overall for matching on ``key``."""
-    t = truth[key].drop_duplicates()
-    p = predicted[key].drop_duplicates()
-    both = t.merge(p, on=key, how="outer", indicator=True)
-    rows = []
-    for condition in [*ALL_CONDITIONS, "overall"]:
-        part = both if condition == "overall" else both[both["condition"] == condition]
-        tp = int((part["_merge"] == "both").sum())
-        fn = int((part["_merge"] == "left_only").sum())
-        fp = int((part["_merge"] == "right_only").sum())
-        if tp + fn + fp == 0:
-            continue
-        precision = tp / (tp + fp) if tp + fp else float("nan")
-        recall = tp / (tp + fn) if tp + fn else float("nan")
-        f1 = 2 * tp / (2 * tp + fp + fn)
-        rows.append(dict(condition=condition, truth=tp + fn, predicted=tp + fp, tp=tp,
-                         precision=precision, recall=recall, f1=f1))
-    return pd.DataFrame(rows).set_index("condition")
+    return reports, affirmed(truth)[KEY_STRICT]
 
 
 def show_errors(truth: pd.DataFrame, predicted: pd.DataFrame, reports: pd.DataFrame, n: int) -> None:
     """Print up to ``n`` series with a strict mismatch, with their report and the differences."""
-    t = truth[KEY_STRICT].drop_duplicates()
-    p = predicted[KEY_STRICT].drop_duplicates()
-    both = t.merge(p, on=KEY_STRICT, how="outer", indicator=True)
-    wrong = both[both["_merge"] != "both"]
+    wrong = mismatches(truth, predicted, "strict")
     text = dict(zip(reports["series_id"], reports["report"]))
     for series_id in wrong["series_id"].drop_duplicates().head(n):
         print(f"\n=== {series_id}")
         print(text.get(series_id, "").rstrip())
         for row in wrong[wrong["series_id"] == series_id].itertuples(index=False):
-            side = "missed" if row._4 == "left_only" else "extra "
-            print(f"  {side} {row.level or '-':>4} {row.condition} {row.severity}")
+            print(f"  {row.side:<6} {row.level or '-':>4} {row.condition} {row.severity}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     read = read_reports(reports, "series_id", "report")
     seconds = time.perf_counter() - started
-    predicted = read[read["mapped"] & ~read["negated"]]
+    predicted = affirmed(read)
 
     pd.set_option("display.width", 120)
     source = args.raw or f"a drawn phantom of {args.n_subjects} subjects (seed {args.seed})"
@@ -130,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(predicted)} affirmed, {int(read['negated'].sum())} negated, "
           f"{int(read['uncertain'].sum())} uncertain, {int((~read['mapped']).sum())} unmapped)")
     print(f"speed: {len(reports) / seconds:,.0f} reports/s ({1e3 * seconds / max(len(reports), 1):.2f} ms/report)")
-    for title, key in (("strict: level, condition and severity", KEY_STRICT),
-                       ("lenient: level and condition", KEY_LENIENT)):
-        table = scores(truth, predicted, key)
+    for title, rule in (("strict: level, condition and severity", "strict"),
+                        ("lenient: level and condition", "lenient")):
+        table = compare_findings(truth, predicted, rule).table()
         print(f"\n{title}")
         print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     if args.errors:

@@ -1,15 +1,25 @@
 """``spineage findings``: the long findings table and the feature vectors of every MRI series.
 
 Each MRI series (``modality == "mri_t2_sag"`` in ``sessions.csv``) gets its
-findings from one source:
+findings from the source ``findings.source`` of params.yaml names
+(:data:`FINDINGS_SOURCES`):
 
-* ``findings.csv`` when it holds at least one row for the series (``source``
-  ``"table"``);
-* otherwise the free-text report ``reports/<series_id>.txt``, turned into rows
-  by the report reader (``source`` ``"report"``); a cohort without
-  ``findings.csv`` reads every series from its report;
-* neither: the series keeps no findings (it is counted in the summary, since
-  its vectors are then all zeros, like a spine without any finding).
+* ``reports`` (the default, as a real study): the free-text report
+  ``reports/<series_id>.txt`` of every series, turned into rows by the report
+  reader (``source`` ``"report"``). ``findings.csv``, when present, is only the
+  truth the reader is measured against (:mod:`spineage.findings.agreement`:
+  precision and recall, strict and lenient, in ``summary.json``). A series
+  without a report keeps no findings; it is counted (``series_without_report``,
+  and apart those whose findings.csv rows go unused), with a warning line on
+  stderr when more than :data:`MISSING_REPORT_WARNING_SHARE` of the series lack
+  one or when findings.csv holds rows for one. No report at all is an error.
+* ``table``: ``findings.csv`` only (``source`` ``"table"``); a series without
+  rows keeps no findings and reports are not read.
+* ``auto``: ``findings.csv`` for a series it holds at least one row for, else
+  the series' report.
+
+A series with no findings has vectors of all zeros, like a spine without any
+finding, and is counted in the summary.
 
 Outputs, each written atomically (a temporary file, then a rename):
 
@@ -20,14 +30,16 @@ Outputs, each written atomically (a temporary file, then a rename):
 * ``<out>/level_vectors.parquet`` and ``<out>/region_vectors.parquet``: the
   215- and 67-entry vectors of :mod:`spineage.findings.features`, one row per
   MRI series in ``sessions.csv`` order, index ``series_id``;
-* ``<reports>/summary.json``: counts (series per source, findings, negated,
-  unmapped report text, reports in which the reader found nothing, ...), a DVC metric;
+* ``<reports>/summary.json``: the source used and counts (series per source,
+  findings, negated, unmapped report text, reports in which the reader found
+  nothing, ...), and under ``source: reports`` the reader's agreement with
+  findings.csv (``reader_agreement``, None without one), a DVC metric;
 * ``<reports>/unmapped.csv``: the report text the reader could not map, to read.
 
 Example:
     >>> from spineage.findings.stage import build_findings  # doctest: +SKIP
     >>> build_findings("data/raw", "data/interim", "reports/findings")  # doctest: +SKIP
-    FindingsSummary(mri_series=1052, ...)
+    FindingsSummary(source='reports', mri_series=1052, ...)
 """
 
 from __future__ import annotations
@@ -44,11 +56,16 @@ from spineage.atomic import write_atomic, write_json_atomic
 from spineage.errors import UserError
 from spineage.findings.vocabulary import DEGENERATIVE_CONDITIONS, LEVELS, check_finding
 from spineage.raw_cohort import read_mri_series, read_table, require_columns
-from spineage.settings_checks import field_names, flag, section_mapping
-
+from spineage.settings_checks import choice, field_names, flag, section_mapping
 
 FINDINGS_TABLE_COLUMNS: tuple[str, ...] = ("series_id", "level", "condition", "severity", "negated", "source")
 """Columns of ``findings.parquet``, in order."""
+
+FINDINGS_SOURCES: tuple[str, ...] = ("reports", "table", "auto")
+"""Values of ``findings.source``: where each MRI series' findings come from (see the module docstring)."""
+
+MISSING_REPORT_WARNING_SHARE = 0.05
+"""Under ``source: reports``, a warning when more than this share of the MRI series have no report."""
 
 _REQUIRED_FINDINGS_COLUMNS = ("series_id", "level", "condition", "severity")
 _TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t"})
@@ -60,11 +77,17 @@ class FindingsSettings:
     """Settings of the findings stage (the ``findings`` section of params.yaml).
 
     Args:
+        source: where each MRI series' findings come from, one of
+            :data:`FINDINGS_SOURCES`: ``"reports"`` (every series from its
+            report; findings.csv only to measure the reader), ``"table"``
+            (findings.csv only) or ``"auto"`` (findings.csv where it has rows
+            for the series, else the report).
         count_uncertain: whether findings the report hedges ("possible",
             "suspected", "?") count as present. When False they are left out
             of the table and the vectors.
     """
 
+    source: str = "reports"
     count_uncertain: bool = True
 
 
@@ -72,11 +95,14 @@ def parse_findings_settings(section: Any) -> FindingsSettings:
     """Turn the ``findings`` section of params.yaml into :class:`FindingsSettings`.
 
     Raises:
-        UserError: for an unknown key or a value of the wrong type.
+        UserError: for an unknown key, an unknown source or a value of the wrong type.
     """
     section = section_mapping(section, "findings", field_names(FindingsSettings))
     defaults = FindingsSettings()
-    return FindingsSettings(count_uncertain=flag(section, "count_uncertain", defaults.count_uncertain, "findings"))
+    return FindingsSettings(
+        source=choice(section, "source", defaults.source, "findings", FINDINGS_SOURCES),
+        count_uncertain=flag(section, "count_uncertain", defaults.count_uncertain, "findings"),
+    )
 
 
 def load_findings_settings(params: str | Path) -> FindingsSettings:
@@ -88,12 +114,24 @@ def load_findings_settings(params: str | Path) -> FindingsSettings:
 
 @dataclass(frozen=True)
 class FindingsSummary:
-    """Counts of one run of the findings stage (written as ``summary.json``)."""
+    """Counts of one run of the findings stage (written as ``summary.json``).
 
+    ``series_without_report``: MRI series whose findings were to come from a
+    report (all under ``source: reports``, those without findings.csv rows
+    under ``auto``) but which have none; ``series_without_report_with_table_rows``:
+    of these, the ones findings.csv holds rows for, left unused.
+    ``reader_agreement``: under ``source: reports`` with a findings.csv, the
+    reader's precision and recall against it over the series with a report
+    (:func:`spineage.findings.agreement.reader_agreement`); None otherwise.
+    """
+
+    source: str
     mri_series: int
     series_from_table: int
     series_from_reports: int
     series_without_findings: int
+    series_without_report: int
+    series_without_report_with_table_rows: int
     findings: int
     findings_from_table: int
     findings_from_reports: int
@@ -105,14 +143,27 @@ class FindingsSummary:
     reports_without_findings: int
     degenerative_without_level: int
     table_rows_for_other_series: int
+    reader_agreement: dict[str, Any] | None = None
 
     def __str__(self) -> str:
-        return (
-            f"{self.mri_series} MRI series: {self.series_from_table} from findings.csv, "
+        text = (
+            f"{self.mri_series} MRI series (findings.source {self.source}): {self.series_from_table} from findings.csv, "
             f"{self.series_from_reports} from reports, {self.series_without_findings} without findings; "
             f"{self.findings} findings ({self.negated} negated), "
             f"{self.unmapped_report_rows} unmapped report rows, {self.reports_without_findings} reports without findings"
         )
+        if self.reader_agreement:
+            rates = [
+                f"{rule} precision {_rate(self.reader_agreement[rule]['overall']['precision'])}, "
+                f"recall {_rate(self.reader_agreement[rule]['overall']['recall'])}"
+                for rule in ("strict", "lenient")
+            ]
+            text += f"; reader against findings.csv: {'; '.join(rates)}"
+        return text
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 # ---------------------------------------------------------------------------
@@ -196,13 +247,33 @@ def read_series_reports(
 
 
 # ---------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------
+
+
+def missing_report_warnings(summary: FindingsSummary, without_report: list[str], unused_table_rows: list[str]) -> list[str]:
+    """The warning lines about series without a report (none when nothing is amiss).
+
+    Args:
+        summary: the run's counts.
+        without_report: the series whose report was wanted and missing.
+        unused_table_rows: of these, the ones findings.csv holds rows for.
+    """
+    lines = []
+    examples = lambda ids: ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+    share = len(without_report) / summary.mri_series if summary.mri_series else 0.0
+    if share > MISSING_REPORT_WARNING_SHARE:
+        lines.append(
+            f"{len(without_report)} of {summary.mri_series} MRI series ({share:.0%}) have no report in reports/ "
+            f"and keep no findings ({examples(without_report)})"
+        )
+    if unused_table_rows:
+        lines.append(
+            f"findings.csv holds rows for {len(unused_table_rows)} MRI series without a report, unused under "
+            f"findings.source '{summary.source}': they keep no findings ({examples(unused_table_rows)}; "
+            f"findings.source 'auto' would use the rows)"
+        )
+    return lines
 
 
 def _vector_input(findings: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -222,7 +293,8 @@ def build_findings(
     """Build the findings table and the level and region vectors of every MRI series.
 
     Args:
-        raw: the raw-cohort folder (``sessions.csv``; ``findings.csv`` and/or ``reports/``).
+        raw: the raw-cohort folder (``sessions.csv``; ``findings.csv`` and/or ``reports/``,
+            as ``settings.source`` needs them).
         out: folder for ``findings.parquet``, ``level_vectors.parquet`` and ``region_vectors.parquet``.
         reports_out: folder for ``summary.json`` and ``unmapped.csv``.
         settings: the ``findings`` section of params.yaml (defaults when None).
@@ -232,9 +304,11 @@ def build_findings(
         The counts also written to ``summary.json``.
 
     Raises:
-        UserError: for a missing folder or table, a missing column, or a
-            finding outside the vocabulary; nothing is written then.
+        UserError: for a missing folder or table, a missing column, a finding
+            outside the vocabulary, no report at all under ``source: reports``
+            or no findings.csv under ``source: table``; nothing is written then.
     """
+    from spineage.findings.agreement import reader_agreement
     from spineage.findings.features import level_vectors, region_vectors
     from spineage.findings.report_text import read_report_text
 
@@ -250,16 +324,27 @@ def build_findings(
         other = ~table["series_id"].isin(known)
         table_rows_for_other_series = int(other.sum())
         table = table[~other]
+    elif settings.source == "table":
+        raise UserError(
+            f"Expected findings.csv in the raw cohort {raw} for findings.source 'table', found no such file "
+            f"(findings.source 'reports' reads reports/<series_id>.txt instead)"
+        )
     else:
         table = pd.DataFrame({c: pd.Series(dtype=bool if c == "negated" else object) for c in FINDINGS_TABLE_COLUMNS})
         table_rows_for_other_series = 0
-    from_table = set(table["series_id"])
+    in_table = set(table["series_id"])
 
-    report_files = {
-        series_id: raw / "reports" / f"{series_id}.txt"
-        for series_id in series_ids
-        if series_id not in from_table and (raw / "reports" / f"{series_id}.txt").is_file()
-    }
+    # Which series each source serves: the table's rows are the findings only under table/auto;
+    # under reports they are the truth the reader is measured against.
+    from_table = in_table if settings.source in ("table", "auto") else set()
+    wanted_reports = [] if settings.source == "table" else [s for s in series_ids if s not in from_table]
+    report_files = {s: raw / "reports" / f"{s}.txt" for s in wanted_reports if (raw / "reports" / f"{s}.txt").is_file()}
+    without_report = [s for s in wanted_reports if s not in report_files]
+    if settings.source == "reports" and not report_files:
+        raise UserError(
+            f"Expected reports/<series_id>.txt for the MRI series of {raw} with findings.source 'reports', "
+            f"found none of {len(series_ids)} (findings.source 'table' or 'auto' uses findings.csv)"
+        )
     # Each report's encoding is detected (UTF-16 exports included); one that is not text stops the stage.
     report_texts = {s: read_report_text(f) for s, f in report_files.items()}
     read = read_series_reports(report_texts, progress=progress)
@@ -283,7 +368,12 @@ def build_findings(
             "source": "report",
         }
     )
-    findings = pd.concat([table, from_reports], ignore_index=True)
+    agreement = None
+    if settings.source == "reports" and findings_path.is_file():
+        # Over the series whose reports were read: a series without a report is counted, not scored as misses.
+        agreement = reader_agreement(table[table["series_id"].isin(list(report_files))], from_reports)
+    used_table = table[table["series_id"].isin(from_table)]
+    findings = pd.concat([used_table, from_reports], ignore_index=True)
     order = {series_id: i for i, series_id in enumerate(series_ids)}
     findings = findings.sort_values("series_id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     findings = findings.astype({"series_id": str, "level": str, "condition": str, "severity": str, "source": str})
@@ -293,13 +383,17 @@ def build_findings(
     levels = level_vectors(usable, series_ids)
     regions = region_vectors(usable, series_ids)
 
+    unused_table_rows = [s for s in without_report if s in in_table]
     summary = FindingsSummary(
+        source=settings.source,
         mri_series=len(series_ids),
         series_from_table=len(from_table),
         series_from_reports=len(report_files),
         series_without_findings=len(series_ids) - len(from_table) - len(report_files),
+        series_without_report=len(without_report),
+        series_without_report_with_table_rows=len(unused_table_rows),
         findings=len(findings),
-        findings_from_table=len(table),
+        findings_from_table=len(used_table),
         findings_from_reports=len(from_reports),
         negated=int(findings["negated"].sum()),
         uncertain_from_reports=int(uncertain.sum()),
@@ -309,6 +403,7 @@ def build_findings(
         reports_without_findings=int(nothing_found.sum()),
         degenerative_without_level=degenerative_without_level,
         table_rows_for_other_series=table_rows_for_other_series,
+        reader_agreement=agreement,
     )
     write_atomic(out / "findings.parquet", lambda p: findings[list(FINDINGS_TABLE_COLUMNS)].to_parquet(p, index=False))
     write_atomic(out / "level_vectors.parquet", lambda p: levels.to_parquet(p))
@@ -316,4 +411,7 @@ def build_findings(
     unmapped_table = unmapped[["series_id", "level", "source_text"]]
     write_atomic(reports_out / "unmapped.csv", lambda p: unmapped_table.to_csv(p, index=False))
     write_json_atomic(reports_out / "summary.json", asdict(summary))
+    for line in missing_report_warnings(summary, without_report, unused_table_rows):
+        print(f"warning: {line}", file=sys.stderr)
     return summary
+

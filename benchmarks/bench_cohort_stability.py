@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def table_cohort(folder: Path, n_subjects: int, seed: int) -> tuple[Path, Path]:
     """A table-only phantom cohort and its region vectors (the cohort tests' fixture, written here)."""
     sys.path.insert(0, str(ROOT))
-    from spineage.findings.stage import build_findings
+    from spineage.findings.stage import FindingsSettings, build_findings
     from tests.cohort.conftest import write_table_cohort
 
     raw = write_table_cohort(folder / "raw", n_subjects, seed)
-    build_findings(raw, folder / "interim", folder / "reports", progress=False)
+    build_findings(raw, folder / "interim", folder / "reports", FindingsSettings(source="table"), progress=False)
     return raw, folder / "interim" / "region_vectors.parquet"
 
 

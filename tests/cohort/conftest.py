@@ -29,8 +29,9 @@ def write_table_cohort(folder: Path, n_subjects: int, seed: int) -> Path:
 @pytest.fixture(scope="session")
 def table_cohort(tmp_path_factory) -> Path:
     """A raw cohort of 600 phantom subjects (tables only) with its findings stage already run."""
-    from spineage.findings.stage import build_findings
+    from spineage.findings.stage import FindingsSettings, build_findings
 
     folder = write_table_cohort(tmp_path_factory.mktemp("cohort") / "raw", 600, seed=20251121)
-    build_findings(folder, folder.parent / "interim", folder.parent / "reports" / "findings", progress=False)
+    build_findings(folder, folder.parent / "interim", folder.parent / "reports" / "findings",
+                   FindingsSettings(source="table"), progress=False)  # tables only: no reports to read
     return folder

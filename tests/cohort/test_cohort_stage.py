@@ -14,7 +14,7 @@ from spineage.cohort.settings import CohortSettings
 from spineage.cohort.splits import FULL_TEST_SPLITS
 from spineage.cohort.stage import COHORT_COLUMNS, build_cohort
 from spineage.errors import UserError
-from spineage.findings.stage import build_findings
+from spineage.findings.stage import FindingsSettings, build_findings
 from tests.cohort.conftest import write_table_cohort
 
 PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
@@ -130,7 +130,7 @@ def test_shuffled_sessions_give_the_same_cohort(phantom_run, table_cohort: Path,
 
 def _tiny_raw(tmp_path: Path) -> Path:
     raw = write_table_cohort(tmp_path / "raw", 40, seed=3)
-    build_findings(raw, tmp_path / "interim", tmp_path / "reports" / "findings", progress=False)
+    build_findings(raw, tmp_path / "interim", tmp_path / "reports" / "findings", FindingsSettings(source="table"), progress=False)
     return raw
 
 

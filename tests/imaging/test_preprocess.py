@@ -13,9 +13,11 @@ from spineage.imaging.intensity import intensity_problems, normalise_in_mask
 from spineage.imaging.io import Volume, load_label_like, load_volume
 from spineage.imaging.masking import spine_mask
 from spineage.imaging.preprocess import (
+    INTENSITY_FEATURES,
     PreprocessSettings,
     parse_preprocess_settings,
     preprocess_volume,
+    structure_intensities,
 )
 from spineage.imaging.resample import (
     Grid,
@@ -267,3 +269,39 @@ def test_both_real_volumes_preprocess_to_the_default_target_shape(name: str) -> 
     assert record["status"] == "ok", record["reason"]
     assert array.shape == tuple(PreprocessSettings().shape) and array.dtype == np.float16
     assert np.isfinite(array.astype(np.float32)).all() and 0 < np.count_nonzero(array) < array.size
+
+
+def test_structure_intensities_are_quartiles_inside_each_structure_and_mask() -> None:
+    labels = np.zeros((1, 1, 12), np.uint8)
+    labels[0, 0, :4] = [1, 27, 100, 5]  # levelled vertebrae, sacrum, an unlevelled vertebra
+    labels[0, 0, 4:8] = [31, 130, 31, 40]  # discs, levelled and not
+    labels[0, 0, 8:10] = [60, 61]  # CSF and cord
+    image = np.arange(12, dtype=np.float32)[None, None] / 10
+    mask = np.ones_like(labels, bool)
+    mask[0, 0, 3] = False  # outside the region: not counted
+    features = structure_intensities(image, labels, mask)
+    assert list(features) == list(INTENSITY_FEATURES)
+    assert (features["p25_vertebra"], features["median_vertebra"], features["p75_vertebra"]) == (0.05, 0.1, 0.15)
+    assert features["median_disc"] == pytest.approx(0.55) and features["median_canal"] == pytest.approx(0.85)
+    no_canal = structure_intensities(image, np.where(np.isin(labels, [60, 61]), 0, labels), mask)
+    assert no_canal["median_canal"] is None and no_canal["p75_canal"] is None and no_canal["median_disc"] == features["median_disc"]
+
+
+def test_the_record_holds_structure_intensities_that_tell_bone_from_disc_and_csf(phantom) -> None:
+    volume, labels = phantom
+    _, record = preprocess_volume(volume, labels, PreprocessSettings())
+    values = {feature: record[feature] for feature in INTENSITY_FEATURES}
+    assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values.values()), values
+    for structure in ("vertebra", "disc", "canal"):
+        assert values[f"p25_{structure}"] <= values[f"median_{structure}"] <= values[f"p75_{structure}"]
+    # T2: CSF brightest; the 50-year-old phantom's fatty marrow well above its discs.
+    assert values["median_canal"] > values["median_vertebra"] > values["median_disc"] + 0.05
+    generic = labels.copy()
+    generic[(labels >= 1) & (labels <= 27)] = 100
+    generic[(labels >= 31) & (labels <= 56)] = 130
+    _, unlevelled = preprocess_volume(volume, generic, PreprocessSettings())
+    assert {feature: unlevelled[feature] for feature in INTENSITY_FEATURES} == values
+    _, lumbar = preprocess_volume(volume, labels, PreprocessSettings(region="lumbar"))
+    assert lumbar["median_disc"] != values["median_disc"]  # only the region's own structures count
+    _, excluded = preprocess_volume(volume, np.zeros_like(labels), PreprocessSettings())
+    assert excluded["status"] == "excluded" and all(excluded[feature] is None for feature in INTENSITY_FEATURES)

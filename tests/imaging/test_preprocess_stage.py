@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from spineage.cli import app
 from spineage.errors import UserError
-from spineage.imaging.preprocess import PreprocessSettings
+from spineage.imaging.preprocess import INTENSITY_FEATURES, PreprocessSettings
 from spineage.imaging.stage import (
     FAILURE_COLUMNS,
     MANIFEST_COLUMNS,
@@ -208,3 +208,17 @@ def test_the_cli_prints_one_line_and_exits_2_past_the_threshold(cohort, tmp_path
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("preprocessing:")]
     assert len(lines) == 1 and lines[0].startswith("error: Expected at most 5%"), result.stderr  # besides the progress bar
     assert "Traceback" not in result.output
+
+
+def test_the_manifest_holds_the_structure_intensities_of_usable_series_only(cohort, tmp_path: Path) -> None:
+    raw, cohort_csv = cohort
+    (raw / "images" / "mri-3.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    run(raw, cohort_csv, tmp_path, PreprocessSettings(**{**SETTINGS.__dict__, "max_failure_fraction": 0.25}))
+    manifest = pd.read_csv(tmp_path / "processed" / "manifest.csv").set_index("series_id")
+    features = manifest[list(INTENSITY_FEATURES)]
+    assert features.loc["mri-3"].isna().all()  # failed: no array, no features
+    usable = features.drop(index="mri-3")
+    assert usable.notna().all().all() and ((usable > 0) & (usable <= 1)).all().all()
+    assert (usable["median_vertebra"] - usable["median_disc"]).min() > 0.05
+    # The same anatomy at another intensity scale and storage order: the same normalised intensities.
+    np.testing.assert_allclose(usable.loc["mri-0"], usable.loc["mri-1"], atol=2e-3)

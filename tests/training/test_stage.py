@@ -32,10 +32,8 @@ def store(tmp_path: Path, monkeypatch) -> str:
 
 
 def train(ci_cohort: Path, folder: Path, settings=TINY, **kwargs):
-    return train_spine_age(
-        ci_cohort / "processed", settings, folder / "model", folder / "reports",
-        ground_truth=ci_cohort / "raw" / "ground_truth.json", progress=False, **kwargs,
-    )
+    kwargs.setdefault("ground_truth", ci_cohort / "raw" / "ground_truth.json")
+    return train_spine_age(ci_cohort / "processed", settings, folder / "model", folder / "reports", progress=False, **kwargs)
 
 
 def test_a_few_epochs_lower_the_loss_and_write_predictions_for_every_series(ci_cohort: Path, tmp_path: Path, store: str) -> None:
@@ -57,6 +55,29 @@ def test_a_few_epochs_lower_the_loss_and_write_predictions_for_every_series(ci_c
     assert metrics["model_uri"] == result.model_uri
     assert (tmp_path / "model" / BEST).is_file() and load_checkpoint(tmp_path / "model" / CHECKPOINT)["finished"] is True
 
+    # The baselines, on the same series and splits, in metrics.json, predictions.csv and the summary line.
+    train_ages = predictions.age[predictions.split == "train"]
+    assert np.allclose(predictions.baseline_mean_age, train_ages.mean(), atol=1e-3)
+    baselines = metrics["baselines"]
+    assert set(baselines) == {"mean_age", "ridge_intensity"}
+    assert baselines["mean_age"]["test_mae"] == pytest.approx(np.mean(np.abs(train_ages.mean() - test.age)), abs=1e-2)
+    ridge = baselines["ridge_intensity"]
+    assert ridge["test_mae"] == pytest.approx(np.mean(np.abs(test.baseline_ridge_intensity - test.age)), abs=1e-2)
+    assert {"validation_mae", "test_mae", "alpha", "features"} <= set(ridge) and "median_vertebra" in ridge["features"]
+    assert ridge["test_mae"] < baselines["mean_age"]["test_mae"]  # the intensities carry age on the phantom
+    assert result.baseline_test_mae == {"mean_age": baselines["mean_age"]["test_mae"], "ridge_intensity": ridge["test_mae"]}
+    assert f"test MAE {result.test_mae:.2f} y (ridge baseline {ridge['test_mae']:.2f} y, mean-age baseline" in str(result)
+    # Against the planted biological age (the phantom's answer key).
+    bio = json.loads((ci_cohort / "raw" / "ground_truth.json").read_text())["series_bio_age"]
+    test_bio = test.series_id.map(bio)
+    assert metrics["test_mae_vs_biological_age"] == pytest.approx(np.mean(np.abs(test.predicted_age - test_bio)), abs=1e-2)
+    planted = predictions.series_id.map(bio) - predictions.age
+    expected_r = np.corrcoef(predictions.predicted_age - predictions.age, planted)[0, 1]
+    assert metrics["raw_gap_vs_planted_gap_r_all"] == pytest.approx(expected_r, abs=1e-3)
+    assert -1 <= metrics["raw_gap_vs_planted_gap_r"] <= 1
+    for name in baselines:
+        assert {"test_mae_vs_biological_age", "raw_gap_vs_planted_gap_r", "raw_gap_vs_planted_gap_r_all"} <= set(baselines[name])
+
 
 def test_the_run_is_logged_and_the_model_registered_as_candidate(ci_cohort: Path, tmp_path: Path, store: str) -> None:
     import mlflow
@@ -77,6 +98,11 @@ def test_the_run_is_logged_and_the_model_registered_as_candidate(ci_cohort: Path
     assert run.data.params["loss"] == "mse" and run.data.params["data_manifest_sha256"]
     assert run.data.tags["git_commit"]
     assert {"train_loss", "train_mae", "val_loss", "val_mae", "test_mae", "noise_floor"} <= set(run.data.metrics)
+    assert {"test_mae_vs_biological_age", "raw_gap_vs_planted_gap_r", "raw_gap_vs_planted_gap_r_all",
+            "baseline_mean_age_test_mae", "baseline_ridge_intensity_test_mae", "baseline_ridge_intensity_validation_mae",
+            "baseline_ridge_intensity_raw_gap_vs_planted_gap_r"} <= set(run.data.metrics)
+    metrics = json.loads((tmp_path / "a" / "reports" / "metrics.json").read_text())
+    assert run.data.metrics["baseline_ridge_intensity_test_mae"] == pytest.approx(metrics["baselines"]["ridge_intensity"]["test_mae"])
     assert len(client.get_metric_history(first.run_id, "val_mae")) == TINY.max_epochs
     artifacts = [a.path for a in client.list_artifacts(first.run_id, "validation")]
     assert artifacts == ["validation/gate.json"]
@@ -152,6 +178,22 @@ def test_a_run_that_trained_no_epoch_registers_nothing_and_overwrites_nothing(ci
     client = mlflow.MlflowClient()
     assert [str(v.version) for v in client.search_model_versions(f"name='{MODEL_NAME}'")] == ["1"]
     assert str(client.get_model_version_by_alias(MODEL_NAME, "candidate").version) == "1"
+
+
+def test_without_an_answer_key_the_truth_figures_are_left_out_and_without_intensities_the_ridge(ci_cohort: Path, tmp_path: Path, store: str) -> None:
+    import shutil
+
+    processed = tmp_path / "processed"
+    shutil.copytree(ci_cohort / "processed", processed)
+    manifest = pd.read_csv(processed / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.drop(columns=[c for c in manifest.columns if c.startswith(("p25_", "median_", "p75_"))]).to_csv(processed / "manifest.csv", index=False)
+    settings = replace(TINY, max_epochs=1, min_epochs=1)
+    result = train_spine_age(processed, settings, tmp_path / "model", tmp_path / "reports", ground_truth=None, progress=False)
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert not {"test_mae_vs_biological_age", "raw_gap_vs_planted_gap_r", "raw_gap_vs_planted_gap_r_all"} & set(metrics)
+    assert metrics["noise_floor"] is None
+    assert list(metrics["baselines"]) == ["mean_age"] and "raw_gap_vs_planted_gap_r" not in metrics["baselines"]["mean_age"]
+    assert "ridge baseline" not in str(result) and "mean-age baseline" in str(result)
 
 
 def test_the_noise_floor_is_the_mean_gap_between_biological_and_chronological_age(tmp_path: Path) -> None:

@@ -12,7 +12,11 @@
 3. builds the spine mask on that grid and grows it by ``dilation_mm`` (a
    distance transform in mm), and zeroes everything outside it;
 4. normalises the intensities inside the mask
-   (:func:`~spineage.imaging.intensity.normalise_in_mask`) and returns float16.
+   (:func:`~spineage.imaging.intensity.normalise_in_mask`) and returns float16;
+5. records the quartiles of the normalised intensity inside the vertebrae
+   (sacrum included), the discs and the canal (CSF and cord) on the output grid
+   (:func:`structure_intensities`): features for the non-deep baseline of the
+   train stage, which cannot tell the structures apart in the masked array.
 
 Quality flags (a scan is never processed silently when something is off):
 
@@ -77,6 +81,15 @@ from spineage.imaging.resample import (
     inside_scan,
     resample_to_grid,
 )
+from spineage.labels import (
+    CANAL_LABEL,
+    CORD_LABEL,
+    DISC_LABELS,
+    SACRUM_LABEL,
+    UNLEVELLED_DISC,
+    UNLEVELLED_VERTEBRA,
+    VERTEBRA_LABELS,
+)
 
 if TYPE_CHECKING:
     from spineage.imaging.io import Volume
@@ -97,6 +110,21 @@ UNIDENTIFIED_REGIONS = "unidentified"
 
 OUTPUT_DTYPE = np.float16
 """What the arrays are stored as: values in [0, 1] (percentile) or a few units (median_iqr) lose nothing that matters."""
+
+STRUCTURE_GROUPS: dict[str, frozenset[int]] = {
+    "vertebra": frozenset({*VERTEBRA_LABELS, SACRUM_LABEL, UNLEVELLED_VERTEBRA}),
+    "disc": frozenset({*DISC_LABELS, UNLEVELLED_DISC}),
+    "canal": frozenset({CANAL_LABEL, CORD_LABEL}),
+}
+"""Label codes of the structures whose intensities are recorded; levelled and unlevelled (segmentation) codes alike."""
+
+INTENSITY_PERCENTILES: dict[str, float] = {"p25": 25.0, "median": 50.0, "p75": 75.0}
+"""The statistics recorded per structure, by name."""
+
+INTENSITY_FEATURES: tuple[str, ...] = tuple(
+    f"{statistic}_{structure}" for structure in STRUCTURE_GROUPS for statistic in INTENSITY_PERCENTILES
+)
+"""Record keys (and manifest columns) of the structure intensities: ``p25_vertebra``, ``median_vertebra``, ..."""
 
 _CODE_FILES = ("imaging/intensity.py", "imaging/masking.py", "imaging/preprocess.py", "imaging/resample.py",
                "imaging/io.py", "labels.py")
@@ -234,6 +262,32 @@ def format_triple(values) -> str:
     return "x".join(f"{float(v):g}" for v in values)
 
 
+def structure_intensities(normalised: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> dict[str, float | None]:
+    """Quartiles of ``normalised`` inside each structure of :data:`STRUCTURE_GROUPS`, within ``mask``.
+
+    Args:
+        normalised: the normalised image on the output grid.
+        labels: the label map on the same grid.
+        mask: the voxels that count (the region's own labels, inside the scan).
+
+    Returns:
+        One value per :data:`INTENSITY_FEATURES` key, rounded to 4 decimals; None for a
+        structure with no voxel (a label map without canal labels, say).
+
+    Example:
+        >>> labels = np.array([[[1, 1, 31, 60]]]); image = np.array([[[0.2, 0.4, 0.1, 0.9]]])
+        >>> structure_intensities(image, labels, labels > 0)["median_vertebra"]
+        0.3
+    """
+    features: dict[str, float | None] = {}
+    for structure, codes in STRUCTURE_GROUPS.items():
+        values = normalised[np.isin(labels, list(codes)) & mask]
+        quartiles = np.percentile(values, list(INTENSITY_PERCENTILES.values())) if values.size else [None] * len(INTENSITY_PERCENTILES)
+        for statistic, value in zip(INTENSITY_PERCENTILES, quartiles):
+            features[f"{statistic}_{structure}"] = None if value is None else round(float(value), 4)
+    return features
+
+
 @dataclass
 class _Record:
     """What happened to one scan (see :func:`preprocess_volume`)."""
@@ -250,6 +304,7 @@ class _Record:
     intensity_offset: float | None = None
     intensity_scale: float | None = None
     crop_centre_mm: tuple[float, ...] = ()
+    structure_intensity: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(INTENSITY_FEATURES))
     flags: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
 
@@ -262,6 +317,7 @@ class _Record:
         status = EXCLUDED if excluded else FLAGGED if self.flags else OK
         record = asdict(self)
         record.pop("details")
+        record.update(record.pop("structure_intensity"))
         record.update(status=status, reason="; ".join(self.details))
         return record
 
@@ -290,7 +346,11 @@ def preprocess_volume(
         vertebrae carry no level, as from a segmentation without levels: then
         ``few_regions`` is not judged and only ``region: whole`` finds a mask),
         ``mask_voxels``, ``mask_in_view``, ``intensity_offset`` and ``intensity_scale``
-        (source value = offset + scale * output), ``crop_centre_mm``.
+        (source value = offset + scale * output), ``crop_centre_mm``, and the
+        :data:`INTENSITY_FEATURES` (``median_vertebra``, ``median_disc``,
+        ``median_canal`` and their 25th/75th percentiles ``p25_*``, ``p75_*``: the
+        normalised intensity inside each structure of the region, on the output
+        grid; None when excluded or without such a structure).
 
     Raises:
         ValueError: if the label map is not on the volume's grid.
@@ -344,9 +404,11 @@ def preprocess_volume(
     # Labels with a margin, so that structures just outside the grid still grow into it.
     margin = [int(np.ceil(settings.dilation_mm / s)) + 1 for s in settings.target_spacing_mm]
     wide_labels = resample_to_grid(labels, volume.affine, grid.padded(margin), order=0)
-    mask = dilate_mm(spine_mask(wide_labels, settings.region), settings.target_spacing_mm, settings.dilation_mm)
-    mask = np.ascontiguousarray(mask[margin[0] : margin[0] + grid.shape[0], margin[1] : margin[1] + grid.shape[1],
-                                     margin[2] : margin[2] + grid.shape[2]])
+    region_labels = spine_mask(wide_labels, settings.region)
+    mask = dilate_mm(region_labels, settings.target_spacing_mm, settings.dilation_mm)
+    on_grid = (slice(margin[0], margin[0] + grid.shape[0]), slice(margin[1], margin[1] + grid.shape[1]),
+               slice(margin[2], margin[2] + grid.shape[2]))
+    mask = np.ascontiguousarray(mask[on_grid])
     # The dilation may reach past the edge of the scan (a 52 mm slab in a 64 mm grid): padding is not tissue.
     mask &= inside_scan(image.shape, volume.affine, grid)
     record.mask_voxels = int(mask.sum())
@@ -361,6 +423,7 @@ def preprocess_volume(
         return None, record.finish(settings)
     normalised, (offset, scale) = normalise_in_mask(resampled, mask, settings.normalisation, settings.percentiles)
     record.intensity_offset, record.intensity_scale = round(offset, 4), round(scale, 4)
+    record.structure_intensity = structure_intensities(normalised, wide_labels[on_grid], region_labels[on_grid] & mask)
     result = record.finish(settings)
     if result["status"] == EXCLUDED:
         return None, result

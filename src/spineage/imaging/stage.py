@@ -11,7 +11,9 @@ Outputs, each written atomically (a temporary file, then a rename):
   :data:`MANIFEST_COLUMNS`: its split and age, its ``status`` (ok, flagged,
   excluded, failed) with the ``reason``, ``flags``, the output ``shape`` and
   ``spacing``, the ``regions_present``, what the scan was (original shape,
-  spacing, stored orientation), where the labels came from, and the
+  spacing, stored orientation), where the labels came from, the normalised
+  intensity quartiles inside the vertebrae, discs and canal
+  (``median_vertebra``, ``p25_disc``, ..., the ridge baseline's features), and the
   ``input_hash`` (image and label files) and ``settings_hash`` (settings,
   preprocessing code and the segmentation model's registry version, see
   :func:`pin_segmentation_model`) the array was made from;
@@ -51,6 +53,7 @@ from spineage.errors import UserError
 from spineage.imaging.preprocess import (
     EXCLUDED,
     FAILED,
+    INTENSITY_FEATURES,
     QUALITY_FLAGS,
     STATUSES,
     USABLE_STATUSES,
@@ -61,7 +64,7 @@ from spineage.imaging.preprocess import (
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "series_id", "split", "age", "status", "reason", "flags", "file", "shape", "spacing", "regions_present",
     "label_source", "original_shape", "original_spacing", "orientation", "mask_voxels", "mask_in_view",
-    "intensity_offset", "intensity_scale", "crop_centre_mm", "input_hash", "settings_hash",
+    "intensity_offset", "intensity_scale", "crop_centre_mm", *INTENSITY_FEATURES, "input_hash", "settings_hash",
 )
 """Columns of ``manifest.csv``, in order."""
 
@@ -249,6 +252,7 @@ def _manifest_fields(record: dict[str, Any], file: str) -> dict[str, Any]:
         "intensity_offset": number(record["intensity_offset"]),
         "intensity_scale": number(record["intensity_scale"]),
         "crop_centre_mm": format_triple(record["crop_centre_mm"]) if record["crop_centre_mm"] else "",
+        **{feature: number(record[feature]) for feature in INTENSITY_FEATURES},
     }
 
 

@@ -5,8 +5,14 @@ best epoch's weights kept, a checkpoint every epoch (``--resume`` continues
 an interrupted run exactly where it stopped), data-parallel over processes
 when launched by torchrun. At the end the best weights predict every usable
 series (all splits, for the bias correction and SAG stages), the test MAE is
-written beside the noise floor the phantom planted, and the model becomes a
-new version of ``spine-age-mri`` with alias ``candidate``.
+written beside the noise floor the phantom planted and beside two baselines
+fitted on the same splits (:mod:`spineage.training.baselines`: the train
+split's mean age, and ridge regression on the structure intensities of the
+manifest), and the model becomes a new version of ``spine-age-mri`` with alias
+``candidate``. For a phantom (``ground_truth.json``) the predictions are also
+measured against the planted biological age: the test MAE against it, and the
+Pearson r of the raw gap (predicted − chronological) with the planted gap
+(biological − chronological), on the test split and on every usable series.
 
 Example:
     >>> from spineage.training.settings import TrainingSettings
@@ -33,6 +39,7 @@ import pandas as pd
 
 from spineage.atomic import write_atomic, write_json_atomic
 from spineage.errors import UserError
+from spineage.training.baselines import Baseline, fit_baselines, split_maes
 from spineage.training.checkpoint import (
     BEST,
     CHECKPOINT,
@@ -45,6 +52,7 @@ from spineage.training.data import (
     SeriesVolumes,
     load_splits,
     manifest_hash,
+    read_manifest,
 )
 from spineage.training.distributed import (
     DistributedContext,
@@ -97,6 +105,7 @@ class TrainingResult:
         samples_per_second: training throughput (all processes together).
         precision: float32, bfloat16 or float16 (what the forward passes ran in).
         history: per-epoch train/validation loss and MAE.
+        baseline_test_mae: test MAE (years) of each baseline (``mean_age``, ``ridge_intensity``).
     """
 
     run_id: str
@@ -111,12 +120,17 @@ class TrainingResult:
     samples_per_second: float
     precision: str
     history: list[dict[str, float]] = field(default_factory=list)
+    baseline_test_mae: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
         ratio = self.test_mae / self.noise_floor if self.noise_floor and not math.isnan(self.noise_floor) else float("nan")
+        baselines = ", ".join(
+            f"{label} {self.baseline_test_mae[key]:.2f} y"
+            for key, label in (("ridge_intensity", "ridge baseline"), ("mean_age", "mean-age baseline")) if key in self.baseline_test_mae
+        )
         return (
             f"{self.model_uri} (run {self.run_id}): best epoch {self.best_epoch + 1} of {self.epochs}, "
-            f"validation MAE {self.validation_mae:.2f} y, test MAE {self.test_mae:.2f} y, "
+            f"validation MAE {self.validation_mae:.2f} y, test MAE {self.test_mae:.2f} y{f' ({baselines})' if baselines else ''}, "
             f"noise floor {self.noise_floor:.2f} y (ratio {ratio:.2f}), {self.samples_per_second:.1f} samples/s ({self.precision})"
         )
 
@@ -155,18 +169,90 @@ def git_commit(folder: str | Path = ".") -> str:
         return "unknown"
 
 
-def noise_floor(ground_truth: str | Path | None, series_ids: list[str], ages: np.ndarray) -> float:
-    """Mean |biological − chronological age| of the given series (ground_truth.json's ``series_bio_age``); NaN without it."""
-    if ground_truth is None or not Path(ground_truth).is_file() or not series_ids:
-        return float("nan")
+def biological_ages(ground_truth: str | Path | None) -> dict[str, float]:
+    """The planted biological age of each series (ground_truth.json's ``series_bio_age``); empty without it."""
+    if ground_truth is None or not Path(ground_truth).is_file():
+        return {}
     try:
         bio = json.loads(Path(ground_truth).read_text()).get("series_bio_age", {})
-    except (json.JSONDecodeError, OSError):
-        return float("nan")
+    except (json.JSONDecodeError, OSError, AttributeError):
+        return {}
+    return {str(k): float(v) for k, v in bio.items() if isinstance(v, (int, float))} if isinstance(bio, dict) else {}
+
+
+def noise_floor(ground_truth: str | Path | None, series_ids: list[str], ages: np.ndarray) -> float:
+    """Mean |biological − chronological age| of the given series (ground_truth.json's ``series_bio_age``); NaN without it."""
+    bio = biological_ages(ground_truth)
     pairs = [(bio[s], a) for s, a in zip(series_ids, ages) if s in bio]
     if not pairs:
         return float("nan")
     return float(np.mean([abs(b - a) for b, a in pairs]))
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r; NaN for fewer than 3 pairs or a constant side."""
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def truth_figures(predicted: pd.Series | np.ndarray, table: pd.DataFrame, bio: dict[str, float]) -> dict[str, float]:
+    """Predictions measured against the phantom's planted biological ages.
+
+    Args:
+        predicted: one predicted age per row of ``table``.
+        table: ``series_id``, ``split`` and ``age`` (chronological) per series.
+        bio: planted biological age by series (:func:`biological_ages`).
+
+    Returns:
+        ``test_mae_vs_biological_age`` (mean |predicted − biological| on the test split),
+        ``raw_gap_vs_planted_gap_r`` (Pearson r of predicted − chronological with
+        biological − chronological on the test split) and ``raw_gap_vs_planted_gap_r_all``
+        (the same on every series of ``table``); NaN where no series, or too few, carry a
+        biological age.
+
+    Example:
+        >>> table = pd.DataFrame({"series_id": ["a", "b", "c"], "split": "test", "age": [40.0, 50.0, 60.0]})
+        >>> figures = truth_figures(np.array([42.0, 49.0, 64.0]), table, {"a": 41.0, "b": 49.5, "c": 62.0})
+        >>> round(figures["test_mae_vs_biological_age"], 3), round(figures["raw_gap_vs_planted_gap_r"], 3)
+        (1.167, 1.0)
+    """
+    biological = table["series_id"].astype(str).map(bio).to_numpy(float)
+    known = np.isfinite(biological)
+    predicted, ages = np.asarray(predicted, float), table["age"].to_numpy(float)
+    test = known & (table["split"] == "test").to_numpy()
+    raw_gap, planted_gap = predicted - ages, biological - ages
+    return {
+        "test_mae_vs_biological_age": float(np.mean(np.abs(predicted[test] - biological[test]))) if test.any() else float("nan"),
+        "raw_gap_vs_planted_gap_r": _pearson(raw_gap[test], planted_gap[test]),
+        "raw_gap_vs_planted_gap_r_all": _pearson(raw_gap[known], planted_gap[known]),
+    }
+
+
+def baseline_reports(
+    processed_dir: Path, predictions: pd.DataFrame, bio: dict[str, float],
+) -> tuple[dict[str, Baseline], dict[str, dict[str, Any]]]:
+    """The baselines fitted on the usable series of ``predictions`` (with the manifest's features), and their figures.
+
+    Returns:
+        (baselines by name, figures by name: the MAE of each split as :func:`split_maes` names
+        them, the truth figures when ``bio`` is given, and what the baseline chose).
+    """
+    manifest = read_manifest(processed_dir).drop(columns=["split", "age"]).drop_duplicates("series_id")
+    manifest["series_id"] = manifest["series_id"].astype(str)
+    table = predictions[["series_id", "split", "age"]].merge(manifest, on="series_id", how="left")
+    baselines = fit_baselines(table)
+    figures = {}
+    for name, baseline in baselines.items():
+        figures[name] = split_maes(baseline.predicted, table)
+        if bio:
+            figures[name].update(truth_figures(baseline.predicted, table, bio))
+        figures[name].update({k: ", ".join(v) if isinstance(v, list) else v for k, v in baseline.settings.items()})
+    return baselines, figures
+
+
+def _json_number(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 # --------------------------------------------------------------------------- model and steps
@@ -514,7 +600,7 @@ def _train(
             return None
         return _finish(
             net, best_state, best_epoch, epochs_run, history, splits, settings, device, precision, channels_last,
-            out_dir, reports_dir, ground_truth, seconds, samples, run_id, commit, version_of_data,
+            out_dir, reports_dir, ground_truth, seconds, samples, run_id, commit, version_of_data, processed_dir,
         )
     finally:
         if run_context is not None:
@@ -589,7 +675,7 @@ def _finish(
     net: SpineAgeNet, best_state: dict | None, best_epoch: int, epochs_run: int, history: list[dict[str, float]],
     splits: dict[str, SeriesVolumes], settings: TrainingSettings, device: torch.device, precision: str,
     channels_last: bool, out_dir: Path, reports_dir: Path, ground_truth: str | Path | None, seconds: float, samples: int,
-    run_id: str | None, commit: str, version_of_data: dict[str, str],
+    run_id: str | None, commit: str, version_of_data: dict[str, str], processed_dir: Path,
 ) -> TrainingResult:
     """Rank 0: the best weights predict every series; reports, MLflow metrics, the model logged and registered."""
     import mlflow
@@ -629,11 +715,21 @@ def _finish(
         "samples_per_second": samples_per_second,
     }
     metrics.update({f"mae_{name}": value for name, value in maes.items() if name not in TRAINING_SPLITS})
+    bio = biological_ages(ground_truth)
+    if bio:
+        metrics.update(truth_figures(predictions["predicted_age"], predictions, bio))
+    baselines, baseline_figures = baseline_reports(processed_dir, predictions, bio)
+    for name, baseline in baselines.items():
+        predictions[f"baseline_{name}"] = baseline.predicted.to_numpy()
+    baseline_metrics = {  # MLflow's flat names; metrics.json nests them under "baselines"
+        f"baseline_{name}_{key}": value for name, figures in baseline_figures.items() for key, value in figures.items()
+        if isinstance(value, (int, float))
+    }
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(reports_dir / PREDICTIONS, lambda p: predictions.to_csv(p, index=False, float_format="%.3f"))
     write_atomic(reports_dir / HISTORY, lambda p: pd.DataFrame(history).to_csv(p, index=False, float_format="%.5g"))
-    mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not math.isnan(v)})
+    mlflow.log_metrics({k: v for k, v in {**metrics, **baseline_metrics}.items() if isinstance(v, (int, float)) and not math.isnan(v)})
     mlflow.log_artifact(str(reports_dir / PREDICTIONS))
     model_info = log_spine_age_model(net)
     version = register_model_version(
@@ -643,7 +739,8 @@ def _finish(
     )
     model_uri = f"models:/{MODEL_NAME}/{version.version}"
     write_json_atomic(reports_dir / METRICS, {
-        **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()},
+        **{k: _json_number(v) for k, v in metrics.items()},
+        "baselines": {name: {k: _json_number(v) for k, v in figures.items()} for name, figures in baseline_figures.items()},
         "precision": precision, "loss": settings.loss, "model_uri": model_uri, "run_id": run_id,
         "data_version": version_of_data, "git_commit": commit,
     })
@@ -654,6 +751,7 @@ def _finish(
         run_id=str(run_id), model_uri=model_uri, version=str(version.version), best_epoch=best_epoch, epochs=epochs_run,
         validation_mae=maes.get("validation", float("nan")), test_mae=test_mae, noise_floor=floor, seconds=seconds,
         samples_per_second=samples_per_second, precision=precision, history=history,
+        baseline_test_mae={name: figures["test_mae"] for name, figures in baseline_figures.items() if "test_mae" in figures},
     )
 
 

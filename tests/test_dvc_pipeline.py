@@ -41,6 +41,7 @@ PARAMS_SECTIONS_READ: dict[tuple[str, ...], frozenset[str]] = {
     ("findings",): frozenset({"findings"}),
     ("cohort",): frozenset({"seed", "cohort"}),
     ("preprocess",): frozenset({"preprocess"}),
+    ("segment", "train"): frozenset({"seed", "segmentation"}),
     ("train",): frozenset({"seed", "train", "preprocess"}),
 }
 """The params.yaml sections each pipeline command's output depends on (read off the code: the

@@ -284,16 +284,22 @@ app.add_typer(segment_app, name="segment")
 @user_errors
 def segment_train(
     raw: Path = typer.Option(..., help="A raw-cohort folder whose MRI series have label maps (sessions.csv `label`)."),
+    cohort: Optional[Path] = typer.Option(
+        None, help="cohort.csv from `spineage cohort`: train on its train split only, score the other splits "
+        "(default: a seeded share of subjects held out)."
+    ),
+    out: Optional[Path] = typer.Option(None, help="Folder to copy the model into (preprocess.segmentation_model can name it)."),
+    reports: Optional[Path] = typer.Option(None, help="Folder for metrics.json (Dice by structure and split) and series.csv."),
     params: Path = typer.Option(Path("params.yaml"), help="The params file (seed, segmentation section)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: params.yaml's segmentation.epochs)."),
-    max_scans: Optional[int] = typer.Option(None, help="Most labelled scans to use (default: params.yaml's)."),
-    metrics: Optional[Path] = typer.Option(None, help="JSON file for the held-out Dice and counts."),
+    max_scans: Optional[int] = typer.Option(None, help="Most labelled scans to train on (default: params.yaml's)."),
+    metrics: Optional[Path] = typer.Option(None, help="JSON file for the held-out Dice and counts (as in --reports)."),
 ) -> None:
-    """Train the segmentation U-Net, log the MLflow run and register spine-seg-mri with alias candidate."""
+    """Train the segmentation U-Net, score its Dice on held-out scans, log the MLflow run and register spine-seg-mri@candidate."""
     from spineage.imaging.segmentation import load_segmentation_settings, train_segmentation, write_metrics
 
     settings = load_segmentation_settings(params).with_overrides(epochs=epochs, max_scans=max_scans)
-    result = train_segmentation(raw, settings)
+    result = train_segmentation(raw, settings, cohort=cohort, out=out, reports=reports)
     if metrics is not None:
         write_metrics(result, metrics)
     typer.echo(str(result))

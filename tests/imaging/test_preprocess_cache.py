@@ -65,7 +65,7 @@ def test_an_unknown_alias_is_a_one_line_user_error(registry) -> None:
 def test_pinned_uris_and_no_model_need_no_registry(tmp_path: Path, monkeypatch) -> None:
     # A tracking store that cannot be opened: nothing below may ask it.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/absent/mlflow.db")
-    plain = PreprocessSettings()
+    plain = PreprocessSettings(masks="labels", segmentation_model=None)
     assert pin_segmentation_model(plain) == (plain, plain.settings_hash())  # the key without a model is unchanged
     version = PreprocessSettings(segmentation_model=f"models:/{MODEL}/3")
     assert pin_segmentation_model(version) == (version, version.settings_hash())

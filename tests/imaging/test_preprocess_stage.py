@@ -25,7 +25,9 @@ from tests.params_file import write_params
 
 from .scans import phantom_mri, write_nifti
 
-SETTINGS = PreprocessSettings(workers=1)
+LABEL_MASKS = {"masks": "labels", "segmentation_model": None}
+"""Today's label-map masking (the default, masks: segmentation, is tested in test_segment_stage.py)."""
+SETTINGS = PreprocessSettings(workers=1, **LABEL_MASKS)
 ORIENTATIONS = ("RAS", "LPS", "PSR", "RAS")
 
 
@@ -107,10 +109,10 @@ def test_only_changed_inputs_or_settings_are_redone(cohort, tmp_path: Path) -> N
     after = mtimes(out)
     changed = sorted(Path(p).name for p in after if after[p] != before.get(p))
     assert changed == ["manifest.csv", "mri-2.npy"]
-    assert run(raw, cohort_csv, tmp_path, PreprocessSettings(workers=1, dilation_mm=3.0)).processed == 4
+    assert run(raw, cohort_csv, tmp_path, PreprocessSettings(workers=1, **LABEL_MASKS, dilation_mm=3.0)).processed == 4
     # A missing array is redone even when the manifest says it was made.
     (out / "mri-0.npy").unlink()
-    assert run(raw, cohort_csv, tmp_path, PreprocessSettings(workers=1, dilation_mm=3.0)).processed == 1
+    assert run(raw, cohort_csv, tmp_path, PreprocessSettings(workers=1, **LABEL_MASKS, dilation_mm=3.0)).processed == 1
 
 
 def test_a_corrupt_file_is_recorded_and_the_threshold_decides(cohort, tmp_path: Path) -> None:
@@ -129,7 +131,7 @@ def test_a_corrupt_file_is_recorded_and_the_threshold_decides(cohort, tmp_path: 
     manifest = pd.read_csv(tmp_path / "processed" / "manifest.csv", dtype=str, keep_default_na=False)
     assert manifest.set_index("series_id").loc["mri-3", "file"] == ""
     assert not (tmp_path / "processed" / "mri-3.npy").exists()
-    summary = run(raw, cohort_csv, tmp_path, PreprocessSettings(workers=1, max_failure_fraction=0.25))
+    summary = run(raw, cohort_csv, tmp_path, PreprocessSettings(workers=1, **LABEL_MASKS, max_failure_fraction=0.25))
     assert summary.by_status["failed"] == 1 and summary.processed == 0  # the failure is not retried on the same input
 
 
@@ -138,7 +140,7 @@ def test_a_scan_without_labels_fails_without_a_segmentation_model_and_uses_it_wh
     sessions = pd.read_csv(raw / "sessions.csv", dtype=str, keep_default_na=False)
     sessions.loc[sessions["series_id"] == "mri-0", "label"] = ""
     sessions.to_csv(raw / "sessions.csv", index=False)
-    loose = PreprocessSettings(workers=1, max_failure_fraction=0.5)
+    loose = PreprocessSettings(workers=1, **LABEL_MASKS, max_failure_fraction=0.5)
     run(raw, cohort_csv, tmp_path, loose)
     manifest = pd.read_csv(tmp_path / "processed" / "manifest.csv", dtype=str, keep_default_na=False).set_index("series_id")
     assert (manifest.at["mri-0", "status"], manifest.at["mri-0", "reason"]) == ("failed", NO_SEGMENTATION_REASON)
@@ -155,7 +157,7 @@ def test_a_scan_without_labels_fails_without_a_segmentation_model_and_uses_it_wh
 
     monkeypatch.setitem(sys.modules, "spineage.imaging.segmentation", types.SimpleNamespace(segment_volume=segment_volume))
     uri = "models:/spine-seg-mri/1"  # a pinned version: no registry to ask (aliases: test_preprocess_cache.py)
-    summary = run(raw, cohort_csv, tmp_path, PreprocessSettings(workers=1, segmentation_model=uri))
+    summary = run(raw, cohort_csv, tmp_path, PreprocessSettings(workers=1, masks="labels", segmentation_model=uri))
     assert calls == [uri] and summary.by_status["ok"] == 4
     manifest = pd.read_csv(tmp_path / "processed" / "manifest.csv", dtype=str, keep_default_na=False).set_index("series_id")
     assert manifest.at["mri-0", "label_source"] == "segmentation" and manifest.at["mri-0", "status"] == "ok"
@@ -195,7 +197,7 @@ def test_bad_inputs_are_one_line_errors(cohort, tmp_path: Path) -> None:
 def test_the_cli_prints_one_line_and_exits_2_past_the_threshold(cohort, tmp_path: Path) -> None:
     raw, cohort_csv = cohort
     params = tmp_path / "params.yaml"
-    write_params(params, {"seed": 1, "preprocess": {"workers": 1}})
+    write_params(params, {"seed": 1, "preprocess": {"workers": 1, **LABEL_MASKS}})
     arguments = ["preprocess", "--raw", str(raw), "--cohort", str(cohort_csv), "--out", str(tmp_path / "processed"),
                  "--reports", str(tmp_path / "reports"), "--params", str(params)]
     runner = CliRunner()

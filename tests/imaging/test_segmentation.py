@@ -206,7 +206,7 @@ def test_training_lowers_the_loss(trained) -> None:
     result = trained[0]
     assert len(result.loss_history) == TINY.epochs
     assert result.loss_history[-1] < result.loss_history[0]
-    assert result.train_scans == 4 and result.validation_scans == 1
+    assert result.train_scans == 4 and result.held_out_scans == 1
     assert set(result.dice) == set(CLASS_NAMES[1:])
 
 
@@ -219,7 +219,7 @@ def test_the_run_is_logged_and_a_candidate_version_registered(tracking) -> None:
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["epochs"] == str(TINY.epochs) and run.data.params["batch_size"] == str(TINY.batch_size)
-    assert run.data.params["validation_scans"] == "1"
+    assert run.data.params["held_out_scans"] == "1"
     for name in ("dice_vertebra", "dice_disc", "dice_mean", "train_loss", "val_dice_vertebra"):
         assert name in run.data.metrics, name
     assert run.data.metrics["dice_vertebra"] == pytest.approx(result.dice["vertebra"])

@@ -105,6 +105,9 @@ STATUSES: tuple[str, ...] = (OK, FLAGGED, EXCLUDED, FAILED)
 """A series' fate: an array without flags, an array with flags, no array by the flag rule, no array by an error."""
 USABLE_STATUSES: tuple[str, ...] = (OK, FLAGGED)
 
+MASK_SOURCES: tuple[str, ...] = ("segmentation", "labels")
+"""Values of ``preprocess.masks``: every series segmented, or label maps where there are any."""
+
 UNIDENTIFIED_REGIONS = "unidentified"
 """``regions_present`` of a label map whose vertebrae carry no level (a segmentation without levels)."""
 
@@ -154,8 +157,14 @@ class PreprocessSettings:
         max_failure_fraction: the stage fails when more than this share of the series end
             without an array (failed or excluded).
         workers: processes.
-        segmentation_model: an MLflow model URI (e.g. ``models:/spine-seg-mri@candidate``)
-            segmenting scans that have no label map; ``None``: such scans fail.
+        masks: where each series' spine mask comes from (:data:`MASK_SOURCES`):
+            ``segmentation``, the segmentation model for every series, label map or not
+            (label maps then serve only to measure the segmenter's Dice); ``labels``, the
+            series' label map, and the segmentation model only for series without one.
+        segmentation_model: the segmentation model: a model folder (the ``segment`` stage's
+            ``models/spine-seg``, hashed by content) or an MLflow model URI (e.g.
+            ``models:/spine-seg-mri@candidate``); ``None`` (``masks: labels`` only): series
+            without a label map fail.
     """
 
     target_spacing_mm: tuple[float, float, float] = (4.0, 3.0, 4.0)
@@ -171,7 +180,8 @@ class PreprocessSettings:
     exclude_flags: tuple[str, ...] = ()
     max_failure_fraction: float = 0.05
     workers: int = 2
-    segmentation_model: str | None = None
+    masks: str = "segmentation"
+    segmentation_model: str | None = "models/spine-seg"
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that decide the arrays and their flags (not workers or the failure threshold)."""
@@ -231,7 +241,16 @@ def parse_preprocess_settings(section: Any) -> PreprocessSettings:
         )
     model = section.get("segmentation_model", defaults.segmentation_model)
     if model is not None and (not isinstance(model, str) or not model.strip()):
-        raise UserError(f"Expected a model URI (e.g. models:/spine-seg-mri@candidate) or null for preprocess.segmentation_model, found {model!r}")
+        raise UserError(f"Expected a model folder or URI (e.g. models/spine-seg, models:/spine-seg-mri@candidate) or null for preprocess.segmentation_model, found {model!r}")
+    masks = choice(section, "masks", defaults.masks, "preprocess", MASK_SOURCES)
+    if masks == "segmentation" and model is None:
+        raise UserError("Expected preprocess.segmentation_model (e.g. models/spine-seg) with preprocess.masks: segmentation, found null")
+    if masks == "segmentation" and region != "whole":
+        # The segmenter labels vertebrae and discs without levels (codes 100, 130): no single region can be found.
+        raise UserError(
+            f"Expected preprocess.region: whole with preprocess.masks: segmentation (the segmenter does not tell "
+            f"levels apart), found {region}; use preprocess.masks: labels for the region ablation"
+        )
     return PreprocessSettings(
         target_spacing_mm=_triple(section, "target_spacing_mm", defaults.target_spacing_mm, False, 0.1, 50.0),
         shape=_triple(section, "shape", defaults.shape, True, 1, 4096),
@@ -246,6 +265,7 @@ def parse_preprocess_settings(section: Any) -> PreprocessSettings:
         exclude_flags=tuple(exclude),
         max_failure_fraction=float(_number(section, "max_failure_fraction", defaults.max_failure_fraction, 0.0, 1.0)),
         workers=int(_number(section, "workers", defaults.workers, 1, 256, integer=True)),
+        masks=masks,
         segmentation_model=None if model is None else model.strip(),
     )
 

@@ -1,4 +1,4 @@
-"""Spine segmentation for scans that come without a label map.
+"""Spine segmentation: the masks of the default run, and of every scan that comes without a label map.
 
 A MONAI 3D U-Net (:class:`~spineage.models.spine_seg.SpineSegNet`) learns four
 spine classes from labelled scans: vertebra (the phantom's codes 1-26 and the
@@ -6,8 +6,17 @@ sacrum, 27), disc (31-56), canal CSF (60) and cord (61). It works on a coarse
 grid (``working_spacing_mm`` of params.yaml, 4 x 2.5 x 2.5 mm by default: at 4 mm
 isotropic, resampling alone caps disc Dice on the native grid near 0.83), on
 intensities scaled by robust percentiles, and predicts whole scans with a
-sliding window. Training logs one MLflow run and registers a new version of
-``spine-seg-mri`` with the alias ``candidate``.
+sliding window, keeping the largest connected spine component. Training logs
+one MLflow run and registers a new version of ``spine-seg-mri`` with the alias
+``candidate``.
+
+The ``segment`` stage (``spineage segment train --cohort ... --out models/spine-seg
+--reports reports/segment``, :func:`train_segmentation`) trains on the labelled
+series of the cohort's train split only, scores Dice per structure against the
+label maps of the other splits (``metrics.json``, ``series.csv``) and copies the
+model into a folder that ``preprocess.segmentation_model`` names, so that the
+preprocess stage masks every series with it (``preprocess.masks: segmentation``)
+without depending on where a registry alias points.
 
 :func:`segment_volume` answers in the phantom's codes where they mean the
 same: 60 canal CSF, 61 cord. The network does not tell levels apart, so a
@@ -30,7 +39,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import shutil
@@ -159,8 +167,11 @@ class SegmentationSettings:
         epochs: passes over the training scans (one random crop of each per pass).
         batch_size: crops per optimiser step.
         learning_rate: Adam's initial learning rate (cosine decay to 0 over the run).
-        validation_fraction: share of subjects held out to measure Dice.
-        max_scans: most labelled scans to use (the first subjects of a seeded shuffle).
+        validation_fraction: share of subjects held out to measure Dice (without a cohort
+            table; with one, its splits decide).
+        max_scans: most labelled scans to train on (the first subjects of a seeded shuffle).
+        evaluation_scans_per_split: most held-out scans scored per split (a seeded sample of
+            each of validation, test, full_test_abnormal; all when a split has fewer).
         mixed_precision: float16 automatic mixed precision on CUDA.
         cpu_bfloat16: bfloat16 autocast on CPU. Off by default: for this small U-Net it
             was 1.4-1.7 times slower per step than float32 with channels-last memory
@@ -176,6 +187,7 @@ class SegmentationSettings:
     learning_rate: float = 2e-3
     validation_fraction: float = 0.15
     max_scans: int = 120
+    evaluation_scans_per_split: int = 50
     mixed_precision: bool = True
     cpu_bfloat16: bool = False
     seed: int = 0
@@ -231,6 +243,9 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
         learning_rate=float(_number(section, "learning_rate", defaults.learning_rate, 1e-7, 1.0)),
         validation_fraction=float(_number(section, "validation_fraction", defaults.validation_fraction, 0.01, 0.9)),
         max_scans=int(_number(section, "max_scans", defaults.max_scans, 2, 10_000_000, integer=True)),
+        evaluation_scans_per_split=int(
+            _number(section, "evaluation_scans_per_split", defaults.evaluation_scans_per_split, 1, 10_000_000, integer=True)
+        ),
         **switches,
     )
 
@@ -366,16 +381,37 @@ def _classes_on_grid(probabilities: "torch.Tensor", shape: Sequence[int]) -> np.
     return _resize(probabilities[None], shape)[0].argmax(0).numpy().astype(np.uint8)
 
 
+def keep_largest_component(classes: np.ndarray) -> np.ndarray:
+    """The class map with every voxel outside the largest 26-connected foreground component set to background.
+
+    The spine (vertebrae, discs, canal and cord together) is one connected
+    structure; a stray blob elsewhere in the body would otherwise widen the
+    mask's bounding box and move the preprocess crop off the spine.
+
+    Example:
+        >>> keep_largest_component(np.array([[[1, 2, 0, 0, 3]]])).tolist()
+        [[[1, 2, 0, 0, 0]]]
+    """
+    from scipy import ndimage
+
+    components, count = ndimage.label(classes > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    if count <= 1:
+        return classes
+    largest = 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
+    return np.where(components == largest, classes, 0).astype(classes.dtype)
+
+
 def segment_classes(net: "SpineSegNet", image: np.ndarray, spacing: Sequence[float], *, mixed_precision: bool = True) -> np.ndarray:
     """Class index (0-4 of :data:`CLASS_NAMES`) of every voxel of ``image``, on its own grid.
 
     The scan is resampled to the network's working spacing, predicted by
     sliding window, and its class probabilities resampled back linearly before
-    taking the most probable class (smoother borders than resampling labels).
+    taking the most probable class (smoother borders than resampling labels);
+    only the largest connected spine component is kept (:func:`keep_largest_component`).
     """
     work = image_to_working_grid(image, spacing, net.working_spacing, net.intensity_percentiles)
     probabilities = predict_probabilities(net, work, mixed_precision=mixed_precision)
-    return _classes_on_grid(probabilities, image.shape)
+    return keep_largest_component(_classes_on_grid(probabilities, image.shape))
 
 
 @functools.lru_cache(maxsize=4)
@@ -480,15 +516,24 @@ def segment_scan(scan: str | Path, out: str | Path, model_uri: str | None = None
 
 @dataclass
 class _Scan:
-    """One labelled scan at the working spacing (plus its native grid, for the final Dice)."""
+    """One labelled scan at the working spacing, ready for random crops."""
 
     series_id: str
     subject_id: str
     image: np.ndarray  # normalised, working grid, padded to at least the patch size
     classes: np.ndarray  # class indices, same grid
     shape: tuple[int, int, int]  # working-grid shape before padding
-    native_classes: np.ndarray | None = None
     foreground: list[np.ndarray] = field(default_factory=list)  # flat indices of each foreground class
+
+
+TRAIN_SPLIT = "train"
+"""The cohort split the segmenter trains on; every other split is only scored."""
+
+HELD_OUT = "held_out"
+"""The split name of the held-out subjects when no cohort table is given."""
+
+SCAN_COLUMNS: tuple[str, ...] = ("series_id", "subject_id", "split", "age", "image", "label")
+"""Columns of :class:`SegmentationScans`' tables."""
 
 
 def labelled_scans(raw_dir: str | Path) -> "Any":
@@ -506,6 +551,25 @@ def labelled_scans(raw_dir: str | Path) -> "Any":
     return mri[["series_id", "subject_id", "image", "label"]].sort_values("series_id").reset_index(drop=True)
 
 
+def choose_subjects(subjects: Sequence[str], counts: dict[str, int], max_scans: int, seed: int) -> list[str]:
+    """Subjects in a seeded shuffle, taken until they hold ``max_scans`` scans (the last one may pass it).
+
+    Example:
+        >>> choose_subjects(["a", "b", "c"], {"a": 2, "b": 2, "c": 2}, 3, seed=0)
+        ['c', 'a']
+    """
+    unique = sorted(set(subjects))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    chosen: list[str] = []
+    total = 0
+    for index in order:
+        if total >= max_scans:
+            break
+        chosen.append(unique[index])
+        total += counts[unique[index]]
+    return chosen
+
+
 def split_subjects(subjects: Sequence[str], counts: dict[str, int], settings: SegmentationSettings) -> tuple[list[str], list[str]]:
     """Choose subjects (seeded shuffle) up to ``max_scans`` scans and hold out ``validation_fraction`` of them.
 
@@ -518,22 +582,108 @@ def split_subjects(subjects: Sequence[str], counts: dict[str, int], settings: Se
     unique = sorted(set(subjects))
     if len(unique) < 2:
         raise UserError(f"Expected labelled scans of at least 2 subjects (to hold some out), found {len(unique)}")
-    order = np.random.default_rng(settings.seed).permutation(len(unique))
-    chosen: list[str] = []
-    total = 0
-    for index in order:
-        subject = unique[index]
-        if total >= settings.max_scans:
-            break
-        chosen.append(subject)
-        total += counts[subject]
+    chosen = choose_subjects(unique, counts, settings.max_scans, settings.seed)
     if len(chosen) < 2:
+        order = np.random.default_rng(settings.seed).permutation(len(unique))
         chosen = [unique[i] for i in order[:2]]
     n_validation = min(len(chosen) - 1, max(1, int(round(settings.validation_fraction * len(chosen)))))
     return chosen[n_validation:], chosen[:n_validation]
 
 
-def _prepare_scan(raw_dir: Path, row: Any, settings: SegmentationSettings, keep_native: bool) -> _Scan:
+def read_cohort_splits(cohort: str | Path) -> "Any":
+    """``series_id``, ``split`` and ``age`` of a cohort table (``spineage cohort``'s cohort.csv), as text.
+
+    Raises:
+        UserError: for a missing or unreadable table, or one without those columns.
+    """
+    import pandas as pd
+
+    cohort = Path(cohort)
+    if not cohort.is_file():
+        raise UserError(f"Expected the cohort table at {cohort} (run `spineage cohort` first), found no such file")
+    try:
+        table = pd.read_csv(cohort, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise UserError(f"Expected a readable CSV table at {cohort}, found: {str(error).splitlines()[0]}") from None
+    missing = [c for c in ("series_id", "split") if c not in table.columns]
+    if missing:
+        raise UserError(f"Expected column(s) {', '.join(missing)} in {cohort}, found {', '.join(table.columns) or 'none'}")
+    if "age" not in table.columns:
+        table["age"] = ""
+    return table[["series_id", "split", "age"]].drop_duplicates("series_id")
+
+
+@dataclass(frozen=True)
+class SegmentationScans:
+    """The labelled series one training run learns from and scores (tables of :data:`SCAN_COLUMNS`).
+
+    Args:
+        train: the series trained on.
+        held_out: the series scored for Dice; no subject of ``train`` (nor, with a cohort,
+            of its whole train split) is among them.
+        unlabelled: cohort series without a label map (neither trained on nor scored).
+    """
+
+    train: Any
+    held_out: Any
+    unlabelled: int = 0
+
+
+def choose_scans(raw_dir: str | Path, settings: SegmentationSettings, cohort: str | Path | None = None) -> SegmentationScans:
+    """The series to train on and to score, by the cohort's splits or, without one, by a seeded subject hold-out.
+
+    With ``cohort``: the labelled series of its ``train`` split (whole subjects in a seeded
+    order, up to ``max_scans``) are trained on; the labelled series of every other split
+    (validation, test, full_test_abnormal) whose subject has no train-split series are
+    scored, at most ``evaluation_scans_per_split`` per split (a seeded sample). Without:
+    ``validation_fraction`` of the chosen subjects are held out (split ``held_out``).
+
+    Raises:
+        UserError: for a missing or unlabelled raw cohort, a bad cohort table, no labelled
+            train-split series, or nothing left to score.
+    """
+    import pandas as pd
+
+    table = labelled_scans(raw_dir)
+    if cohort is None:
+        counts = table.subject_id.value_counts().to_dict()
+        train_subjects, held_out_subjects = split_subjects(table.subject_id.tolist(), counts, settings)
+        table = table.assign(age="")
+        train = table[table.subject_id.isin(train_subjects)].assign(split=TRAIN_SPLIT)
+        held_out = table[table.subject_id.isin(held_out_subjects)].assign(split=HELD_OUT)
+        return SegmentationScans(train[list(SCAN_COLUMNS)].reset_index(drop=True), held_out[list(SCAN_COLUMNS)].reset_index(drop=True))
+
+    splits = read_cohort_splits(cohort)
+    labelled = table.merge(splits, on="series_id", how="inner")
+    unlabelled = len(splits) - len(labelled)
+    pool = labelled[labelled.split == TRAIN_SPLIT]
+    if pool.empty:
+        raise UserError(
+            f"Expected labelled MRI series in the {TRAIN_SPLIT} split of {cohort} to train the segmenter on, found none "
+            f"({len(labelled)} labelled cohort series, {unlabelled} without a label map)"
+        )
+    counts = pool.subject_id.value_counts().to_dict()
+    chosen = choose_subjects(sorted(counts), counts, settings.max_scans, settings.seed)
+    train = pool[pool.subject_id.isin(chosen)]
+    # A subject-level leak would inflate Dice: no subject of the train split is scored, trained on or not.
+    others = labelled[(labelled.split != TRAIN_SPLIT) & ~labelled.subject_id.isin(set(pool.subject_id))]
+    rng = np.random.default_rng(settings.seed)
+    sampled = []
+    for _, group in others.groupby("split", sort=True):
+        if len(group) > settings.evaluation_scans_per_split:
+            group = group.iloc[np.sort(rng.choice(len(group), settings.evaluation_scans_per_split, replace=False))]
+        sampled.append(group)
+    if not sampled:
+        raise UserError(
+            f"Expected labelled MRI series outside the {TRAIN_SPLIT} split of {cohort} (of other subjects) to measure Dice on, found none"
+        )
+    held_out = pd.concat(sampled).sort_values(["split", "series_id"])
+    return SegmentationScans(
+        train[list(SCAN_COLUMNS)].reset_index(drop=True), held_out[list(SCAN_COLUMNS)].reset_index(drop=True), unlabelled
+    )
+
+
+def _prepare_scan(raw_dir: Path, row: Any, settings: SegmentationSettings) -> _Scan:
     from spineage.imaging.io import load_label_like, load_volume
 
     volume = load_volume(raw_dir / row.image)
@@ -545,7 +695,7 @@ def _prepare_scan(raw_dir: Path, row: Any, settings: SegmentationSettings, keep_
     image = np.pad(image, pad, constant_values=float(np.percentile(image, 1)))
     classes = np.pad(classes, pad)
     foreground = [np.flatnonzero(classes == index) for index in range(1, len(CLASS_NAMES))]
-    return _Scan(row.series_id, row.subject_id, image, classes, shape, native if keep_native else None, foreground)
+    return _Scan(row.series_id, row.subject_id, image, classes, shape, foreground)
 
 
 def _random_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -579,12 +729,18 @@ class SegmentationResult:
         run_id: the MLflow run.
         model_uri: ``models:/spine-seg-mri/<version>`` of the registered version.
         version: the registered version (alias ``candidate``).
-        dice: mean Dice per class on the held-out scans, on their own grids.
+        dice: mean Dice per class over the held-out scans, on their own grids.
         train_scans: scans trained on.
-        validation_scans: held-out scans.
+        held_out_scans: scans scored.
         epochs: epochs run.
         final_loss: mean training loss of the last epoch.
         seconds: wall time of the training loop.
+        loss_history: mean training loss of each epoch.
+        dice_by_split: mean Dice per class over the held-out scans of each split.
+        series: one row per series used: ``series_id``, ``subject_id``, ``split``, ``age``,
+            ``role`` (train or held_out) and, for a held-out one, ``dice_<class>``, ``dice_mean``
+            and ``seconds`` (segmenting it, as ``segment_volume`` does).
+        model_folder: where the model was written (``--out``), if anywhere.
     """
 
     run_id: str
@@ -592,17 +748,33 @@ class SegmentationResult:
     version: str
     dice: dict[str, float]
     train_scans: int
-    validation_scans: int
+    held_out_scans: int
     epochs: int
     final_loss: float
     seconds: float
     loss_history: tuple[float, ...] = ()
+    dice_by_split: dict[str, dict[str, float]] = field(default_factory=dict)
+    series: tuple[dict[str, Any], ...] = ()
+    model_folder: Path | None = None
+
+    @property
+    def train_series(self) -> list[str]:
+        """The series trained on."""
+        return [row["series_id"] for row in self.series if row["role"] == TRAIN_SPLIT]
+
+    @property
+    def inference_seconds(self) -> float:
+        """Mean seconds to segment one held-out scan (NaN when none was scored)."""
+        seconds = [row["seconds"] for row in self.series if row["role"] == HELD_OUT]
+        return float(np.mean(seconds)) if seconds else float("nan")
 
     def __str__(self) -> str:
         scores = ", ".join(f"{name} {value:.3f}" for name, value in self.dice.items())
+        written = f"; model in {self.model_folder}" if self.model_folder is not None else ""
         return (
             f"{self.model_uri} (alias candidate, run {self.run_id}): {self.epochs} epochs on {self.train_scans} scans "
-            f"in {self.seconds:.0f} s, loss {self.final_loss:.3f}; held-out Dice on {self.validation_scans} scans: {scores}"
+            f"in {self.seconds:.0f} s, loss {self.final_loss:.3f}; held-out Dice on {self.held_out_scans} scans "
+            f"({', '.join(self.dice_by_split)}): {scores}; {self.inference_seconds:.2f} s per scan{written}"
         )
 
 
@@ -626,27 +798,120 @@ def _mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
     return means
 
 
-def train_segmentation(raw_dir: str | Path, settings: SegmentationSettings, *, progress: bool = True) -> SegmentationResult:
-    """Train the spine segmentation network on a raw cohort's labelled MRI, log it and register it.
+def _with_mean(scores: dict[str, float]) -> dict[str, float]:
+    """Per-class scores plus ``mean``, the mean of the classes that have a score."""
+    finite = [v for v in scores.values() if not math.isnan(v)]
+    return {**scores, "mean": float(np.mean(finite)) if finite else float("nan")}
 
-    Scans are split by subject (``validation_fraction`` held out), resampled to
-    the working spacing and trained on random crops with Dice + cross-entropy
-    and Adam (cosine learning-rate decay). The held-out Dice per class is
-    measured every epoch on the working grid and at the end on each scan's own
-    grid. One MLflow run holds the settings, the per-epoch loss and Dice, the
-    final Dice and the model; the model becomes a new version of
-    ``spine-seg-mri`` with alias ``candidate``.
+
+def score_held_out(net: "SpineSegNet", raw_dir: Path, rows: Any, settings: SegmentationSettings, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Segment each held-out scan the way :func:`segment_volume` does and score it against its label map.
+
+    Returns:
+        One row per scan: ``series_id``, ``subject_id``, ``split``, ``age``, ``role`` (held_out),
+        ``dice_<class>`` for each spine class and ``dice_mean`` on the scan's own grid, and
+        ``seconds`` (segmenting it, loading aside).
+    """
+    from tqdm import tqdm
+
+    from spineage.imaging.io import load_label_like, load_volume
+
+    scored = []
+    for row in tqdm(list(rows.itertuples(index=False)), desc="scoring held-out scans", unit="scan", disable=not progress, file=sys.stderr):
+        volume = load_volume(raw_dir / row.image)
+        truth = merge_spine_labels(load_label_like(raw_dir / row.label, volume))
+        started = time.perf_counter()
+        predicted = segment_classes(net, np.asarray(volume.array), volume.spacing, mixed_precision=settings.mixed_precision)
+        seconds = time.perf_counter() - started
+        scores = _with_mean(dice_per_class(predicted, truth))
+        scored.append({
+            "series_id": row.series_id, "subject_id": row.subject_id, "split": row.split, "age": row.age, "role": HELD_OUT,
+            **{f"dice_{name}": value for name, value in scores.items()}, "seconds": seconds,
+        })
+    return scored
+
+
+def _check_model_folder(out: Path) -> Path:
+    """Refuse an ``--out`` that is a file, or a folder holding anything but an earlier model (nothing is overwritten)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"Expected --out {out} to be a folder for the model, found a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / "MLmodel").is_file():
+        raise UserError(f"Expected --out {out} to be a new folder or an earlier model folder (with an MLmodel file), found other files in it")
+    return out
+
+
+def export_model(model_uri: str, out: str | Path) -> Path:
+    """Copy a logged model's files (MLmodel, the pickled network, its requirements) into the folder ``out``.
+
+    The folder loads with ``mlflow.pytorch.load_model(out)`` (and
+    ``preprocess.segmentation_model: <out>``) without the registry, so that a
+    moving alias cannot change what a pipeline run used. An earlier export is
+    replaced whole, only once the new one is complete.
+
+    Args:
+        model_uri: the logged model (``ModelInfo.model_uri``) or any MLflow model URI.
+        out: the folder to write.
+    """
+    import mlflow.artifacts
+
+    out = _check_model_folder(Path(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    old = out.parent / f".{out.name}.old"
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(staging))
+        if not (staging / "MLmodel").is_file():
+            raise UserError(f"Expected an MLflow model (an MLmodel file) at {model_uri}, found {sorted(p.name for p in staging.iterdir())}")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it owner-only; outputs get the usual permissions
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            out.rename(old)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def train_segmentation(
+    raw_dir: str | Path,
+    settings: SegmentationSettings,
+    *,
+    cohort: str | Path | None = None,
+    out: str | Path | None = None,
+    reports: str | Path | None = None,
+    progress: bool = True,
+) -> SegmentationResult:
+    """Train the spine segmentation network on a raw cohort's labelled MRI, score it, log it and register it.
+
+    The series are chosen by :func:`choose_scans`: with a cohort table, the
+    labelled series of its train split are trained on and those of the other
+    splits scored; without, a seeded share of subjects is held out. Scans are
+    resampled to the working spacing and trained on random crops with Dice +
+    cross-entropy and Adam (cosine learning-rate decay). A few held-out scans
+    are scored on the working grid every epoch; at the end every held-out scan
+    is segmented as :func:`segment_volume` does and scored on its own grid. One
+    MLflow run holds the settings, the per-epoch loss and Dice, the final Dice
+    (overall and per split), the series used and the model; the model becomes
+    a new version of ``spine-seg-mri`` with alias ``candidate``.
 
     Args:
         raw_dir: a raw-cohort folder (sessions.csv with ``label`` paths).
         settings: the segmentation settings.
+        cohort: ``spineage cohort``'s cohort.csv (series_id, split, age), or None.
+        out: a folder to copy the model into (see :func:`export_model`), or None.
+        reports: a folder for ``metrics.json`` and ``series.csv`` (see
+            :func:`write_segmentation_reports`), or None.
         progress: show progress bars.
 
     Returns:
         The :class:`SegmentationResult`.
 
     Raises:
-        UserError: for a missing or unlabelled cohort, or fewer than two subjects.
+        UserError: for a missing or unlabelled cohort, too few subjects, or an ``out``
+            that holds something other than an earlier model.
     """
     from spineage.registry.tracking import configure_mlflow, quiet_mlflow, register_model_version
 
@@ -660,16 +925,18 @@ def train_segmentation(raw_dir: str | Path, settings: SegmentationSettings, *, p
     from spineage.models.spine_seg import SpineSegNet
 
     raw_dir = Path(raw_dir)
-    table = labelled_scans(raw_dir)
+    if out is not None:
+        out = _check_model_folder(Path(out))  # before minutes of training
+    chosen = choose_scans(raw_dir, settings, cohort)
     configure_mlflow(EXPERIMENT)  # fail early on an unusable tracking store, before minutes of loading
-    counts = table.subject_id.value_counts().to_dict()
-    train_subjects, validation_subjects = split_subjects(table.subject_id.tolist(), counts, settings)
-    rows = {"train": table[table.subject_id.isin(train_subjects)], "validation": table[table.subject_id.isin(validation_subjects)]}
-    scans: dict[str, list[_Scan]] = {"train": [], "validation": []}
+    # Scored every epoch on the working grid: a few held-out scans, the validation split's first.
+    monitor = chosen.held_out.assign(_order=(chosen.held_out.split != "validation")).sort_values(["_order", "series_id"])
+    rows = {"train": chosen.train, "monitor": monitor.head(EPOCH_VALIDATION_SCANS)}
+    scans: dict[str, list[_Scan]] = {"train": [], "monitor": []}
     with tqdm(total=sum(len(r) for r in rows.values()), desc="loading scans", unit="scan", disable=not progress, file=sys.stderr) as bar:
         for part, frame in rows.items():
             for row in frame.itertuples(index=False):
-                scans[part].append(_prepare_scan(raw_dir, row, settings, keep_native=part == "validation"))
+                scans[part].append(_prepare_scan(raw_dir, row, settings))
                 bar.update()
 
     set_determinism(seed=settings.seed)
@@ -691,10 +958,12 @@ def train_segmentation(raw_dir: str | Path, settings: SegmentationSettings, *, p
         mlflow.log_params({
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
             "raw_dir": str(raw_dir.resolve()),
-            "train_scans": len(scans["train"]),
-            "validation_scans": len(scans["validation"]),
-            "train_subjects": len(train_subjects),
-            "validation_subjects": len(validation_subjects),
+            "cohort": str(Path(cohort).resolve()) if cohort is not None else "",
+            "train_scans": len(chosen.train),
+            "held_out_scans": len(chosen.held_out),
+            "train_subjects": chosen.train.subject_id.nunique(),
+            "held_out_subjects": chosen.held_out.subject_id.nunique(),
+            "unlabelled_cohort_series": chosen.unlabelled,
             "steps_per_epoch": steps_per_epoch,
             "device": device.type,
             "classes": ",".join(CLASS_NAMES),
@@ -706,8 +975,8 @@ def train_segmentation(raw_dir: str | Path, settings: SegmentationSettings, *, p
             order = rng.permutation(len(scans["train"]))
             losses = []
             for step in range(steps_per_epoch):
-                chosen = [order[(step * settings.batch_size + i) % len(order)] for i in range(settings.batch_size)]
-                crops = [_random_crop(scans["train"][i], settings.patch_size, rng) for i in chosen]
+                picked = [order[(step * settings.batch_size + i) % len(order)] for i in range(settings.batch_size)]
+                crops = [_random_crop(scans["train"][i], settings.patch_size, rng) for i in picked]
                 images = torch.from_numpy(np.stack([c[0] for c in crops]))[:, None].to(device)
                 targets = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))[:, None].to(device)
                 if device.type == "cpu":
@@ -723,8 +992,7 @@ def train_segmentation(raw_dir: str | Path, settings: SegmentationSettings, *, p
                 losses.append(float(loss.detach()))
             epoch_loss = float(np.mean(losses))
             history.append(epoch_loss)
-            # Per epoch, a few held-out scans on the working grid (cheap); all of them at the end.
-            validation = _mean_scores([_working_grid_dice(net, s, settings) for s in scans["validation"][:EPOCH_VALIDATION_SCANS]])
+            validation = _mean_scores([_working_grid_dice(net, s, settings) for s in scans["monitor"]])
             mlflow.log_metrics(
                 {"train_loss": epoch_loss, "lr": schedule.get_last_lr()[0], **{f"val_dice_{k}": v for k, v in validation.items() if not math.isnan(v)}},
                 step=epoch,
@@ -737,23 +1005,32 @@ def train_segmentation(raw_dir: str | Path, settings: SegmentationSettings, *, p
                 f"Expected a trained segmentation network (at least one epoch ending with a finite loss), "
                 f"found {len(history)} epochs{f' ending with loss {history[-1]}' if history else ''}"
             )
+        del scans  # the training crops' scans: memory for scoring
 
-        # The figure to trust: held-out scans, on their own grids, through the same path as segment_volume.
+        # The figures to trust: held-out scans, on their own grids, through the same path as segment_volume.
         net.eval()
-        per_scan = {}
-        for scan in scans["validation"]:
-            probabilities = predict_probabilities(net, scan.image, mixed_precision=settings.mixed_precision, cpu_bfloat16=settings.cpu_bfloat16)
-            unpadded = probabilities[(slice(None), *(slice(0, n) for n in scan.shape))]
-            per_scan[scan.series_id] = dice_per_class(_classes_on_grid(unpadded, scan.native_classes.shape), scan.native_classes)
-        dice = _mean_scores(list(per_scan.values()))
-        finite = [v for v in dice.values() if not math.isnan(v)]
-        mlflow.log_metrics({**{f"dice_{k}": v for k, v in dice.items() if not math.isnan(v)}, "dice_mean": float(np.mean(finite)) if finite else 0.0})
-        mlflow.log_metric("train_seconds", seconds)
+        scored = score_held_out(net, raw_dir, chosen.held_out, settings, progress=progress)
+        names = CLASS_NAMES[1:]
+        dice = _mean_scores([{name: row[f"dice_{name}"] for name in names} for row in scored])
+        by_split = {
+            split: _mean_scores([{name: row[f"dice_{name}"] for name in names} for row in scored if row["split"] == split])
+            for split in sorted({row["split"] for row in scored})
+        }
+        mlflow.log_metrics({
+            **{f"dice_{k}": v for k, v in _with_mean(dice).items() if not math.isnan(v)},
+            **{f"dice_{split}_{k}": v for split, scores in by_split.items() for k, v in _with_mean(scores).items() if not math.isnan(v)},
+            "train_seconds": seconds,
+            "inference_seconds_per_scan": float(np.mean([row["seconds"] for row in scored])),
+        })
+        trained_on = [
+            {"series_id": row.series_id, "subject_id": row.subject_id, "split": row.split, "age": row.age, "role": TRAIN_SPLIT}
+            for row in chosen.train.itertuples(index=False)
+        ]
         mlflow.log_dict(
             {
-                "train_series": [s.series_id for s in scans["train"]],
-                "validation_series": [s.series_id for s in scans["validation"]],
-                "dice_per_scan": per_scan,
+                "train_series": [row["series_id"] for row in trained_on],
+                "held_out_series": [row["series_id"] for row in scored],
+                "dice_per_scan": {row["series_id"]: {name: row[f"dice_{name}"] for name in names} for row in scored},
                 "class_codes": dict(zip(CLASS_NAMES, CLASS_CODES)),
             },
             "evaluation.json",
@@ -766,18 +1043,26 @@ def train_segmentation(raw_dir: str | Path, settings: SegmentationSettings, *, p
             tags={f"dice_{k}": f"{v:.4f}" for k, v in dice.items()},
             description=f"Spine segmentation U-Net ({', '.join(CLASS_NAMES[1:])}) at {list(settings.working_spacing_mm)} mm",
         )
-    return SegmentationResult(
+        if out is not None:
+            export_model(model_info.model_uri, out)
+    result = SegmentationResult(
         run_id=run.info.run_id,
         model_uri=f"models:/{MODEL_NAME}/{version.version}",
         version=str(version.version),
         dice=dice,
-        train_scans=len(scans["train"]),
-        validation_scans=len(scans["validation"]),
+        train_scans=len(chosen.train),
+        held_out_scans=len(scored),
         epochs=settings.epochs,
         final_loss=history[-1],
         seconds=seconds,
         loss_history=tuple(history),
+        dice_by_split=by_split,
+        series=tuple(trained_on + scored),
+        model_folder=out,
     )
+    if reports is not None:
+        write_segmentation_reports(result, reports)
+    return result
 
 
 def log_segmentation_model(net: "SpineSegNet") -> Any:
@@ -911,19 +1196,50 @@ def segment_with_totalspineseg(path: str | Path, *, device: str | None = None) -
     return totalspineseg_to_phantom(labels)
 
 
+SERIES_COLUMNS: tuple[str, ...] = (
+    "series_id", "subject_id", "split", "age", "role", *(f"dice_{name}" for name in CLASS_NAMES[1:]), "dice_mean", "seconds",
+)
+"""Columns of ``series.csv``: every series a training run used, the held-out ones with their Dice."""
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if math.isnan(v) else round(v, 4)) for k, v in _with_mean(scores).items()}
+
+
 def write_metrics(result: SegmentationResult, path: str | Path) -> Path:
-    """Write a training result's Dice and counts as JSON (small, for DVC metrics)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a training result's Dice (by structure, overall and per split), counts and times as JSON (a DVC metric)."""
+    from spineage.atomic import write_json_atomic
+
+    held_out = [row for row in result.series if row["role"] == HELD_OUT]
     payload = {
         "model_uri": result.model_uri,
         "run_id": result.run_id,
-        "dice": {k: (None if math.isnan(v) else round(v, 4)) for k, v in result.dice.items()},
+        "dice": _rounded(result.dice),
+        "dice_by_split": {split: _rounded(scores) for split, scores in result.dice_by_split.items()},
         "train_scans": result.train_scans,
-        "validation_scans": result.validation_scans,
+        "train_subjects": len({row["subject_id"] for row in result.series if row["role"] == TRAIN_SPLIT}),
+        "held_out_scans": result.held_out_scans,
+        "held_out_scans_by_split": {split: sum(row["split"] == split for row in held_out) for split in result.dice_by_split},
         "epochs": result.epochs,
         "final_loss": round(result.final_loss, 4),
-        "seconds": round(result.seconds, 1),
+        "train_seconds": round(result.seconds, 1),
+        "inference_seconds_per_scan": None if math.isnan(result.inference_seconds) else round(result.inference_seconds, 3),
     }
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
+    return write_json_atomic(Path(path), payload)
+
+
+def write_segmentation_reports(result: SegmentationResult, reports: str | Path) -> Path:
+    """Write ``metrics.json`` (:func:`write_metrics`) and ``series.csv`` (:data:`SERIES_COLUMNS`) into ``reports``.
+
+    Returns:
+        The folder.
+    """
+    import pandas as pd
+
+    from spineage.atomic import write_atomic
+
+    reports = Path(reports)
+    write_metrics(result, reports / "metrics.json")
+    table = pd.DataFrame(list(result.series), columns=list(SERIES_COLUMNS))
+    write_atomic(reports / "series.csv", lambda p: table.to_csv(p, index=False, float_format="%.4f"))
+    return reports

@@ -25,6 +25,12 @@ settings hashes and whose array exists (or that ended without one for the same
 inputs) is not touched, and files whose content would not change are not
 rewritten, so a second run with nothing changed writes nothing at all.
 
+Where the spine mask comes from is ``preprocess.masks``: ``segmentation`` (the
+default) segments every series with ``preprocess.segmentation_model`` (the
+``segment`` stage's model folder), label map or not; ``labels`` uses each
+series' label map and segments only the series without one. ``label_source``
+in the manifest says which each series got.
+
 A scan that cannot be loaded (:class:`~spineage.imaging.io.ImageLoadError`),
 has no label map when no segmentation model is configured, or cannot be
 segmented, is recorded as ``failed`` with the reason. The stage fails (one line,
@@ -190,7 +196,8 @@ def pin_segmentation_model(settings: PreprocessSettings) -> tuple[PreprocessSett
         The settings to preprocess with (the alias replaced by its version) and their settings hash.
 
     Raises:
-        UserError: if the registered model has no such alias, or the tracking store cannot be opened.
+        UserError: if the registered model has no such alias, the tracking store cannot be
+            opened, or (``masks: segmentation``) a local model folder does not exist.
     """
     model = settings.segmentation_model
     if not model:
@@ -204,6 +211,11 @@ def pin_segmentation_model(settings: PreprocessSettings) -> tuple[PreprocessSett
     local = _local_model_path(identity)
     if local is not None and local.exists():
         identity = f"{identity}#sha256={hash_inputs(local, None)}"
+    elif local is not None and settings.masks == "segmentation":
+        raise UserError(
+            f"Expected the segmentation model folder {local} (preprocess.segmentation_model, needed by masks: segmentation; "
+            f"`spineage segment train --out {local}` writes it), found nothing there"
+        )
     return settings, replace(settings, segmentation_model=identity).settings_hash()
 
 
@@ -261,6 +273,15 @@ def _relative(message: str, raw: str) -> str:
     return message.replace(f"{Path(raw)}{os.sep}", "")
 
 
+def _share_cores(threads: int | None) -> None:
+    """Give torch ``threads`` threads in this worker: workers that each used every core would
+    oversubscribe them (segmenting 80 series took 5x as long that way on 2 busy cores)."""
+    import torch
+
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def process_series(task: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Preprocess one series, or reuse its previous result; returns (manifest fields, processed?).
 
@@ -274,7 +295,9 @@ def process_series(task: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     series_id, settings = task["series_id"], task["settings"]
     settings_hash = task["settings_hash"]
     out = Path(task["out"])
-    input_hash = hash_inputs(task["image"], task["label"])
+    # masks: segmentation segments every series; its label map (if any) is not read, so it is not hashed either.
+    label = task["label"] if settings.masks == "labels" else None
+    input_hash = hash_inputs(task["image"], label)
     previous = task["previous"]
     if previous and previous["input_hash"] == input_hash and previous["settings_hash"] == settings_hash:
         has_array = previous["status"] in USABLE_STATUSES
@@ -285,14 +308,15 @@ def process_series(task: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         return _failed(f"series_id {series_id!r} cannot be used as a file name", input_hash, settings_hash), True
     if not task["image"]:
         return _failed("no image path in sessions.csv", input_hash, settings_hash), True
-    label_source = "label" if task["label"] else "segmentation"
+    label_source = "label" if label else "segmentation"
     try:
         volume = load_volume(task["image"])
-        if task["label"]:
-            labels = load_label_like(task["label"], volume)
+        if label:
+            labels = load_label_like(label, volume)
         elif settings.segmentation_model:
             from spineage.imaging.segmentation import segment_volume
 
+            _share_cores(task.get("threads"))
             labels = segment_volume(volume, settings.segmentation_model)
         else:
             return _failed(NO_SEGMENTATION_REASON, input_hash, settings_hash, label_source), True
@@ -377,6 +401,7 @@ def _summary(manifest: pd.DataFrame, settings: PreprocessSettings, settings_hash
         "shape": list(settings.shape),
         "spacing_mm": list(settings.target_spacing_mm),
         "region": settings.region,
+        "masks": settings.masks,
         "normalisation": settings.normalisation,
         "settings_hash": settings_hash,
     }
@@ -431,6 +456,7 @@ def build_processed(
         {
             "series_id": row.series_id, "image": row.image, "label": row.label, "raw": str(raw), "out": str(out),
             "settings": settings, "settings_hash": settings_hash, "previous": previous.get(row.series_id),
+            "threads": max(1, len(os.sched_getaffinity(0)) // workers),
         }
         for row in series.itertuples(index=False)
     ]

@@ -230,7 +230,7 @@ def findings(
     reports: Path = typer.Option(Path("reports/findings"), help="Folder for summary.json and unmapped.csv."),
     params: Path = typer.Option(Path("params.yaml"), help="The params file (findings section)."),
 ) -> None:
-    """Build the findings table of every MRI series (findings.csv, else its report) and its feature vectors."""
+    """Build the findings table of every MRI series (findings.source: its report, findings.csv, or either) and its feature vectors."""
     from spineage.findings.stage import build_findings, load_findings_settings
 
     summary = build_findings(raw, out, reports, load_findings_settings(params))

@@ -35,5 +35,5 @@ def ci_cohort(tmp_path_factory) -> Path:
     build_cohort(root / "raw", root / "interim" / "region_vectors.parquet", root / "interim" / "cohort.csv",
                  root / "reports" / "cohort", parse_cohort_settings(None), seed=seed, progress=False)
     build_processed(root / "raw", root / "interim" / "cohort.csv", root / "processed", root / "reports" / "preprocess",
-                    PreprocessSettings(), workers=1, progress=False)
+                    PreprocessSettings(masks="labels"), workers=1, progress=False)
     return root

@@ -126,3 +126,17 @@ def read_participants(raw: str | Path, columns: tuple[str, ...] = ("subject_id",
     if "sex" in participants.columns:
         participants["sex"] = participants["sex"].str.upper()
     return participants
+
+
+def read_cohort_table(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``spineage cohort``'s cohort.csv by the same policy, with the columns a later stage needs.
+
+    Raises:
+        UserError: if the table is missing (run ``spineage cohort`` first), unreadable, or lacks a column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Expected the cohort table at {path} (run `spineage cohort` first), found no such file")
+    table = read_table(path, "the cohort table")
+    require_columns(table, columns, path)
+    return table

@@ -596,18 +596,9 @@ def read_cohort_splits(cohort: str | Path) -> "Any":
     Raises:
         UserError: for a missing or unreadable table, or one without those columns.
     """
-    import pandas as pd
+    from spineage.raw_cohort import read_cohort_table
 
-    cohort = Path(cohort)
-    if not cohort.is_file():
-        raise UserError(f"Expected the cohort table at {cohort} (run `spineage cohort` first), found no such file")
-    try:
-        table = pd.read_csv(cohort, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise UserError(f"Expected a readable CSV table at {cohort}, found: {str(error).splitlines()[0]}") from None
-    missing = [c for c in ("series_id", "split") if c not in table.columns]
-    if missing:
-        raise UserError(f"Expected column(s) {', '.join(missing)} in {cohort}, found {', '.join(table.columns) or 'none'}")
+    table = read_cohort_table(cohort, ("series_id", "split"))
     if "age" not in table.columns:
         table["age"] = ""
     return table[["series_id", "split", "age"]].drop_duplicates("series_id")

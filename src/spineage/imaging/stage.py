@@ -114,18 +114,10 @@ def read_cohort_series(raw: str | Path, cohort: str | Path) -> pd.DataFrame:
         UserError: for a missing or unreadable table, a missing column, or a cohort
             series that ``sessions.csv`` does not hold.
     """
-    from spineage.raw_cohort import read_mri_series
+    from spineage.raw_cohort import read_cohort_table, read_mri_series
 
     raw, cohort = Path(raw), Path(cohort)
-    if not cohort.is_file():
-        raise UserError(f"Expected the cohort table at {cohort} (run `spineage cohort` first), found no such file")
-    try:
-        table = pd.read_csv(cohort, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise UserError(f"Expected a readable CSV table at {cohort}, found: {str(error).splitlines()[0]}") from None
-    missing = [c for c in ("series_id", "age", "split") if c not in table.columns]
-    if missing:
-        raise UserError(f"Expected column(s) {', '.join(missing)} in {cohort}, found {', '.join(table.columns) or 'none'}")
+    table = read_cohort_table(cohort, ("series_id", "age", "split"))
     if table["series_id"].duplicated().any():
         repeated = table.loc[table["series_id"].duplicated(), "series_id"].iloc[0]
         raise UserError(f"Expected one row per series in {cohort}, found {repeated!r} more than once")

@@ -8,9 +8,21 @@ import pandas as pd
 import pytest
 
 
-def write_table_cohort(folder: Path, n_subjects: int, seed: int) -> Path:
-    """Write the tables of a phantom cohort (participants, MRI sessions, findings) without images or reports."""
+def write_table_cohort(folder: Path, n_subjects: int, seed: int, truth: bool = True, reports: bool = False) -> Path:
+    """Write the tables of a phantom cohort (participants, MRI sessions, findings) without images.
+
+    Args:
+        folder: the raw-cohort folder to write.
+        n_subjects: subjects drawn.
+        seed: the cohort seed.
+        truth: also write the answer key's typical/atypical marks (``series_atypical`` of ground_truth.json).
+        reports: also write each MRI series' free-text report, as ``spineage synth`` does
+            (for the findings stage's default source).
+    """
+    import json
+
     from spineage.config import parse_params
+    from spineage.synth.degeneration import atypical_reasons
     from spineage.synth.generate import draw_cohort_tables
 
     tables = draw_cohort_tables(n_subjects, parse_params({}).synth, seed)
@@ -23,6 +35,21 @@ def write_table_cohort(folder: Path, n_subjects: int, seed: int) -> Path:
         folder / "sessions.csv", index=False
     )
     pd.DataFrame(findings, columns=["series_id", "level", "condition", "severity"]).to_csv(folder / "findings.csv", index=False)
+    if truth:
+        marks = {s: atypical_reasons(fs) for s, fs, keep in zip(sessions.series_id, tables.findings, mri) if keep}
+        (folder / "ground_truth.json").write_text(json.dumps({"series_atypical": marks}, indent=1, sort_keys=True) + "\n")
+    if reports:
+        from spineage.synth.anatomy import default_levels
+        from spineage.synth.generate import _REPORT, _rng
+        from spineage.synth.reports import write_report
+
+        (folder / "reports").mkdir(exist_ok=True)
+        supernumerary = tables.subjects["supernumerary"].to_numpy()
+        for index in mri[mri].index:
+            session = sessions.loc[index]
+            levels = default_levels(supernumerary[session.subject_index] or None)
+            text = write_report(tables.findings[index], levels, _rng(seed, _REPORT, index))
+            (folder / "reports" / f"{session.series_id}.txt").write_text(text)
     return folder
 
 

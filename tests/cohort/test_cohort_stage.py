@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from spineage.cli import app
 from spineage.cohort.settings import CohortSettings
 from spineage.cohort.splits import FULL_TEST_SPLITS
-from spineage.cohort.stage import COHORT_COLUMNS, build_cohort
+from spineage.cohort.stage import COHORT_COLUMNS, build_cohort, truth_confusion
 from spineage.errors import UserError
 from spineage.findings.stage import FindingsSettings, build_findings
 from tests.cohort.conftest import write_table_cohort
@@ -126,6 +126,78 @@ def test_shuffled_sessions_give_the_same_cohort(phantom_run, table_cohort: Path,
     _, shuffled = run_stage(raw, tmp_path / "out")
     by_id = lambda table: table.set_index("series_id").sort_index()  # noqa: E731
     pd.testing.assert_frame_equal(by_id(shuffled), by_id(cohort))
+
+
+@pytest.mark.slow
+def test_the_phantoms_atypical_spines_are_the_abnormal_ones(phantom_run):
+    out, summary, cohort = phantom_run
+    truth = json.loads((out / "reports" / "summary.json").read_text())["truth"]
+    assert truth == summary.truth
+    overall = truth["overall"]
+    assert overall["typical"]["series"] + overall["atypical"]["series"] == cohort["bracket"].notna().sum()
+    # The phantom's atypical spines are what the method leaves out; its typical ones it keeps.
+    assert overall["atypical"]["abnormal_share"] > overall["typical"]["abnormal_share"] + 0.4
+    assert overall["typical"]["abnormal_share"] < 0.2
+    assert overall["structural_pathology"]["abnormal_share"] > 0.5
+
+
+def test_truth_confusion_counts_add_up():
+    cohort = pd.DataFrame({
+        "series_id": ["a", "b", "c", "d", "e", "f"],
+        "bracket": pd.array([30, 30, 40, 40, 40, pd.NA], dtype="Int64"),
+        "normal": [True, False, False, True, False, False],
+    })
+    marks = {"a": [], "b": ["fracture"], "c": ["focal: lumbar disc extrusion"], "d": ["spondylolisthesis"], "e": [],
+             "f": ["fracture"]}
+    truth = truth_confusion(cohort, marks)
+    overall = truth["overall"]
+    # f lies outside the brackets: never clustered, not scored.
+    assert overall["typical"] == {"series": 2, "normal": 1, "abnormal": 1, "normal_share": 0.5, "abnormal_share": 0.5}
+    assert overall["atypical"] == {"series": 3, "normal": 1, "abnormal": 2, "normal_share": 0.3333, "abnormal_share": 0.6667}
+    assert overall["structural_pathology"] == {"series": 2, "normal": 1, "abnormal": 1, "normal_share": 0.5, "abnormal_share": 0.5}
+    assert truth["brackets"]["30"]["atypical"]["abnormal"] == 1 and truth["brackets"]["40"]["typical"]["abnormal"] == 1
+    assert truth["brackets"]["50"]["typical"] == {"series": 0, "normal": 0, "abnormal": 0, "normal_share": None, "abnormal_share": None}
+    for key in ("typical", "atypical", "structural_pathology"):
+        assert sum(truth["brackets"][b][key]["series"] for b in truth["brackets"]) == overall[key]["series"]
+        assert sum(truth["brackets"][b][key]["abnormal"] for b in truth["brackets"]) == overall[key]["abnormal"]
+    assert truth["by_reason"]["fracture"] == {"series": 1, "abnormal": 1, "abnormal_share": 1.0}
+    assert truth["series_without_marks"] == 0
+    assert truth_confusion(cohort, {"a": []})["series_without_marks"] == 4
+
+
+def test_truth_block_on_a_small_cohort_with_an_answer_key_and_none_without(tmp_path: Path):
+    raw = write_table_cohort(tmp_path / "raw", 120, seed=4)
+    build_findings(raw, tmp_path / "interim", tmp_path / "rf", FindingsSettings(source="table"), progress=False)
+    result = _invoke(raw, tmp_path)
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "out" / "reports" / "summary.json").read_text())
+    cohort = pd.read_csv(tmp_path / "out" / "cohort.csv", dtype={"bracket": "Int64"})
+    marks = json.loads((raw / "ground_truth.json").read_text())["series_atypical"]
+    overall = written["truth"]["overall"]
+    assessed = cohort[cohort["bracket"].notna()]
+    atypical = assessed["series_id"].map(lambda s: bool(marks[s]))
+    assert overall["atypical"]["series"] == atypical.sum() and overall["typical"]["series"] == (~atypical).sum()
+    for key in ("typical", "atypical", "structural_pathology"):
+        assert overall[key]["normal"] + overall[key]["abnormal"] == overall[key]["series"]
+    assert overall["atypical"]["abnormal"] == (~assessed["normal"] & atypical).sum()
+    assert "against ground_truth.json, abnormal: typical" in result.output
+    # A real cohort has no answer key: no truth block, no truth line.
+    (raw / "ground_truth.json").unlink()
+    result = _invoke(raw, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "truth" not in json.loads((tmp_path / "out" / "reports" / "summary.json").read_text())
+    assert "ground_truth" not in result.output
+
+
+def test_a_bad_answer_key_is_a_one_line_error(tmp_path: Path):
+    raw = _tiny_raw(tmp_path)
+    (raw / "ground_truth.json").write_text(json.dumps({"series_atypical": ["mri-00001-1"]}))
+    _assert_one_line_error(_invoke(raw, tmp_path), "series_atypical")
+    (raw / "ground_truth.json").write_text("{not json")
+    _assert_one_line_error(_invoke(raw, tmp_path), "readable JSON")
+    assert not (tmp_path / "out" / "cohort.csv").exists()
+    (raw / "ground_truth.json").write_text(json.dumps({"seed": 3}))  # an answer key without marks: nothing to score
+    assert _invoke(raw, tmp_path).exit_code == 0
 
 
 def _tiny_raw(tmp_path: Path) -> Path:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from spineage.cli import app
 from spineage.config import parse_params
-from spineage.findings.vocabulary import ALL_CONDITIONS, LEVELS, MODALITIES, check_finding
+from spineage.findings.vocabulary import ALL_CONDITIONS, LEVELS, MODALITIES, PATHOLOGIES, check_finding
 from spineage.synth.generate import generate_cohort
 from spineage.labels import CANAL_LABEL, CORD_LABEL, LABEL_NAMES, SACRUM_LABEL, disc_label, vertebra_label
 from spineage.synth.scanner import SITES, site_by_name
@@ -83,6 +83,14 @@ def test_ground_truth_explains_every_subject(cohort: Path) -> None:
     for subject_id, entry in truth["subjects"].items():
         baseline = sessions[(sessions.subject_id == subject_id) & (sessions.session == 1)].age.iloc[0]
         assert entry["bio_age"] == pytest.approx(baseline + entry["lifestyle_effect"] + entry["individual_noise"], abs=0.02)
+    # Each MRI series marked typical ([]) or atypical, and why: every structural pathology named.
+    mri = sessions[sessions.modality == "mri_t2_sag"]
+    assert set(truth["series_atypical"]) == set(mri.series_id)
+    findings = pd.read_csv(cohort / "findings.csv", keep_default_na=False)
+    for series_id, reasons in truth["series_atypical"].items():
+        pathologies = set(findings.condition[(findings.series_id == series_id) & findings.condition.isin(PATHOLOGIES)])
+        assert pathologies <= set(reasons), series_id
+        assert all(reason in PATHOLOGIES or reason.startswith("focal: ") for reason in reasons)
 
 
 @pytest.mark.slow

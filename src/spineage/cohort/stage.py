@@ -17,20 +17,32 @@ Outputs, each written atomically:
 * ``<reports>/summary.json``: series, normal share, abnormal share and
   stability per bracket (mean agreement of its series with the consensus, and
   the share on which every run agreed), series per split (a DVC metric).
+
+**Scoring against an answer key.** When the raw cohort holds a
+``ground_truth.json`` with typical/atypical marks (``series_atypical``: each
+series id to the list of reasons it is atypical for its age, empty for a
+typical spine, as the phantom writes them), summary.json also gets a
+``truth`` block (:func:`truth_confusion`) and the one-line report a second
+line: over the series in the age brackets, overall and per bracket, how many
+typical and atypical series the cohort calls normal and abnormal, and how
+many of those with a structural pathology it calls abnormal; and per reason,
+the share called abnormal. A real cohort has no such file: nothing changes.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from spineage.atomic import write_atomic, write_json_atomic
 from spineage.cohort.settings import CohortSettings
 from spineage.errors import UserError
+from spineage.findings.vocabulary import BRACKETS, PATHOLOGIES
 from spineage.raw_cohort import read_mri_series, read_participants
-from spineage.findings.vocabulary import BRACKETS
 
 COHORT_COLUMNS: tuple[str, ...] = (
     "series_id", "subject_id", "age", "sex", "bracket", "cluster", "cluster_label", "normal", "normal_agreement", "split",
@@ -50,6 +62,7 @@ class CohortSummary:
     unclustered_brackets: tuple[str, ...]
     consensus_runs: int = 1
     stability: float = 1.0
+    truth: dict[str, Any] | None = None
 
     def __str__(self) -> str:
         shares = ", ".join(f"{b}: {100 * s:.0f} %" for b, s in self.abnormal_share_by_bracket.items())
@@ -60,8 +73,9 @@ class CohortSummary:
         if self.unclustered_brackets:
             notes += f"; too few series to cluster in {', '.join(self.unclustered_brackets)} (kept as normal)"
         consensus = f"; {self.consensus_runs} runs agree on {100 * self.stability:.1f} % of verdicts" if self.consensus_runs > 1 else ""
-        return (f"{self.series} MRI series, {self.normal} normal; abnormal by bracket: {shares}; "
+        line = (f"{self.series} MRI series, {self.normal} normal; abnormal by bracket: {shares}; "
                 f"splits: {splits}{consensus}{notes}")
+        return line if self.truth is None else f"{line}\n{truth_line(self.truth)}"
 
 
 def _bracket_stability(agreement: pd.Series) -> dict[str, float]:
@@ -122,6 +136,114 @@ def read_region_vectors(path: Path, series_ids: list[str]) -> pd.DataFrame:
     return vectors.loc[series_ids, list(REGION_COLUMNS)]
 
 
+TRUTH_FILE = "ground_truth.json"
+"""The answer key a phantom cohort carries; a real cohort has none."""
+
+
+def read_atypical_marks(raw: str | Path) -> dict[str, list[str]] | None:
+    """The answer key's typical/atypical marks: series id to its reasons (empty: typical), or None.
+
+    None when the raw cohort has no ``ground_truth.json``, or one without
+    ``series_atypical`` (a real cohort, or a phantom older than the marks).
+
+    Raises:
+        UserError: for a ground_truth.json that is not JSON, or marks that are
+            not a mapping of series ids to lists of reasons.
+    """
+    path = Path(raw) / TRUTH_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"Expected {path} to be readable JSON, found: {error}") from None
+    marks = data.get("series_atypical") if isinstance(data, dict) else None
+    if marks is None:
+        return None
+    well_formed = isinstance(marks, dict) and all(
+        isinstance(reasons, list) and all(isinstance(reason, str) for reason in reasons) for reasons in marks.values()
+    )
+    if not well_formed:
+        raise UserError(
+            f"Expected series_atypical in {path} to map each series id to a list of reasons, "
+            f"found {type(marks).__name__} {str(marks)[:60]!r}"
+        )
+    return {str(series_id): list(reasons) for series_id, reasons in marks.items()}
+
+
+def _verdicts(abnormal: pd.Series) -> dict[str, Any]:
+    """Counts and shares of normal and abnormal verdicts (shares None for no series)."""
+    n, k = len(abnormal), int(abnormal.sum())
+    return {
+        "series": n, "normal": n - k, "abnormal": k,
+        "normal_share": round((n - k) / n, 4) if n else None,
+        "abnormal_share": round(k / n, 4) if n else None,
+    }
+
+
+def truth_confusion(cohort: pd.DataFrame, marks: dict[str, list[str]]) -> dict[str, Any]:
+    """The cohort's verdicts against the answer key's typical/atypical marks.
+
+    Only series in an age bracket count (the others are never clustered), and
+    of those only the marked ones (``series_without_marks`` says how many were not).
+
+    Args:
+        cohort: the cohort table (series_id, bracket, normal).
+        marks: series id to the reasons it is atypical (empty: typical), as
+            :func:`read_atypical_marks` returns them.
+
+    Returns:
+        ``overall`` and ``brackets`` (by bracket label), each with ``typical``,
+        ``atypical`` and ``structural_pathology`` (the series marked with one
+        of the 7 structural pathologies): series, normal, abnormal and their
+        shares; ``by_reason``: per reason, series, abnormal and abnormal share.
+
+    Example:
+        >>> table = pd.DataFrame({"series_id": ["a", "b", "c"], "bracket": [40, 40, 50],
+        ...                       "normal": [True, False, False]})
+        >>> truth = truth_confusion(table, {"a": [], "b": ["fracture"], "c": []})
+        >>> truth["overall"]["atypical"]["abnormal_share"], truth["brackets"]["50"]["typical"]["abnormal"]
+        (1.0, 1)
+    """
+    assessed = cohort[cohort["bracket"].notna()]
+    marked = assessed[assessed["series_id"].isin(marks)]
+    reasons = marked["series_id"].map(marks)
+    abnormal = ~marked["normal"].astype(bool)
+    atypical = reasons.map(bool)
+    structural = reasons.map(lambda found: any(reason in PATHOLOGIES for reason in found))
+
+    def confusion(rows: pd.Series) -> dict[str, Any]:
+        return {
+            "typical": _verdicts(abnormal[rows & ~atypical]),
+            "atypical": _verdicts(abnormal[rows & atypical]),
+            "structural_pathology": _verdicts(abnormal[rows & structural]),
+        }
+
+    every = pd.Series(True, index=marked.index)
+    by_reason: dict[str, Any] = {}
+    for reason in sorted({reason for found in reasons for reason in found}):
+        rows = reasons.map(lambda found, r=reason: r in found)
+        counts = _verdicts(abnormal[rows])
+        by_reason[reason] = {key: counts[key] for key in ("series", "abnormal", "abnormal_share")}
+    return {
+        "source": f"{TRUTH_FILE} series_atypical",
+        "series_without_marks": int(len(assessed) - len(marked)),
+        "overall": confusion(every),
+        "brackets": {str(b): confusion(marked["bracket"] == b) for b in BRACKETS},
+        "by_reason": by_reason,
+    }
+
+
+def truth_line(truth: dict[str, Any]) -> str:
+    """The truth block in one line: what share of typical, atypical and pathological series is abnormal."""
+    parts = []
+    for key, words in (("typical", "typical"), ("atypical", "atypical"), ("structural_pathology", "with a structural pathology")):
+        counts = truth["overall"][key]
+        share = "-" if counts["abnormal_share"] is None else f"{100 * counts['abnormal_share']:.0f} %"
+        parts.append(f"{words} {share} ({counts['abnormal']}/{counts['series']})")
+    return f"against {TRUTH_FILE}, abnormal: " + ", ".join(parts)
+
+
 def build_cohort(
     raw: str | Path,
     vectors: str | Path,
@@ -134,7 +256,7 @@ def build_cohort(
     """Define the normal cohort, split it, and write the cohort table, the cluster table and the figures.
 
     Args:
-        raw: the raw-cohort folder (sessions.csv, participants.csv).
+        raw: the raw-cohort folder (sessions.csv, participants.csv; ground_truth.json when it has one).
         vectors: region_vectors.parquet from ``spineage findings``.
         out: the cohort table to write (cohort.csv).
         reports_out: folder for clusters.csv, the figures and summary.json.
@@ -154,6 +276,7 @@ def build_cohort(
     out, reports_out = Path(out), Path(reports_out)
     series = read_series_table(raw)
     region_vectors = read_region_vectors(Path(vectors), series["series_id"].tolist())
+    marks = read_atypical_marks(raw)  # before the clustering: a bad answer key fails fast
     assigned, results = normal_cohort(series, region_vectors, settings, seed, progress=progress)
     cohort = series.merge(assigned, on="series_id", how="left", validate="one_to_one")
     cohort["split"] = assign_splits(cohort, settings.split_fractions, seed)
@@ -177,6 +300,7 @@ def build_cohort(
         unclustered_brackets=tuple(r.name for r in results if len(r.labels) and not r.clustered),
         consensus_runs=settings.consensus_runs,
         stability=round(float(cohort.loc[in_any_bracket, "normal_agreement"].mean()), 4) if in_any_bracket.any() else 1.0,
+        truth=None if marks is None else truth_confusion(cohort, marks),
     )
 
     write_atomic(out, lambda p: cohort.to_csv(p, index=False))
@@ -206,6 +330,7 @@ def build_cohort(
                 for b in BRACKETS
             },
             "splits": summary.series_by_split,
+            **({} if summary.truth is None else {"truth": summary.truth}),
         },
     )
     return summary

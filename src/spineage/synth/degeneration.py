@@ -1,11 +1,47 @@
 """Findings driven by biological spine age: who has which degeneration, where, how severe.
 
-Each disc has a latent *degeneration load* that rises with biological age,
-differs by region and level (lumbar L4/5 and L5/S1 and cervical C5/6 and C6/7
-most, mid-thoracic least) and carries a subject's susceptibility. Conditions
-appear when the load crosses condition-specific thresholds; the random parts
-are drawn once per subject (:class:`SubjectLatents`), so a repeat scan of an
-older subject only ever shows the same findings or worse ones.
+A spine's findings come in three layers:
+
+* **Age-typical degeneration.** Each disc has a latent *degeneration load*
+  that rises with biological age, differs by region and level (lumbar L4/5
+  and L5/S1 and cervical C5/6 and C6/7 most, mid-thoracic least) and carries
+  a subject's susceptibility. Conditions appear as the load passes their
+  onsets (:data:`TYPICAL_ONSET`), mild first: 1-3 mild lumbar bulges in the
+  30s, then desiccation, cervical disc-osteophyte complexes and uncovertebral
+  osteophytes, then moderate grades and lumbar protrusions. This layer never
+  grades a finding severe, desiccation never near-complete, and it draws no
+  extrusion, endplate change or annular fissure.
+* **Atypical patterns** (:data:`ATYPICAL_PATTERNS`), each rare: the seven
+  structural pathologies, each with the findings that come with it where it
+  sits (a degenerative spondylolisthesis with its collapsed, bulging disc; a
+  compressive myelopathy under a spondylotic segment; an osteoporotic
+  fracture with its broken endplates), and focal lesion complexes
+  (:data:`FOCAL_COMPLEXES`: herniated discs, a spondylotic cervical segment,
+  Scheuermann-type thoracic endplate changes). They come in four families
+  whose members share a core of findings that age-typical spines never show
+  (a collapsed lumbar segment; a spondylotic cervical segment; herniated
+  discs in the neck and the low back; a collapsed thoracic segment), as the
+  lesions of a diseased segment come together in real spines. Prevalences
+  per MRI series follow the MRI paper's Table 5 where it gives them
+  (spondylolisthesis 8.5 %, fracture 2.7 %, spinal stenosis 1.5 %,
+  congenital canal narrowing 2.3 %, cord abnormality 2.3 %, each within a
+  factor of 2; ``benchmarks/bench_phantom_cohort.py`` prints them); vertebral
+  fractures come from the outcomes model (:mod:`spineage.synth.outcomes`).
+* **Common variants** (:data:`COMMON_VARIANTS`): scoliosis (17 %), kyphosis
+  or lordosis (36 %), Tarlov cysts (7 %) and transitional vertebrae (6.4 %,
+  the supernumerary T13 or L6 drawn with the subject). They alone never make
+  a spine atypical, and the region vector leaves them out.
+
+A spine is **atypical** when it carries an atypical pattern, so every spine
+with a structural pathology is atypical. The findings of a pattern carry its
+reason under the key ``atypical`` (``"spondylolisthesis"``, ``"focal: lumbar
+disc extrusion"``); :func:`atypical_reasons` lists a scan's reasons, which the
+generator writes to ``ground_truth.json`` (``series_atypical``) so that the
+normal-cohort definition can be scored against them.
+
+The random parts are drawn once per subject (:class:`SubjectLatents`) and no
+probability falls with age, so a repeat scan of an older subject only ever
+shows the same findings or worse ones, and the same atypical patterns or more.
 
 Example:
     >>> import numpy as np
@@ -14,16 +50,18 @@ Example:
     >>> findings = draw_findings(latents, bio_age=35.0, sex="F", prevalent_fracture=False)
     >>> all(f["condition"] for f in findings)
     True
+    >>> atypical_reasons(findings) == sorted({f["atypical"] for f in findings if "atypical" in f})
+    True
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, logit
 
-from spineage.findings.vocabulary import SEVERITY_ORDINAL, region_of
+from spineage.findings.vocabulary import PATHOLOGIES, SEVERITY_ORDINAL, region_of
 
 # Level-specific offset of the degeneration load: where spines wear first.
 _LEVEL_OFFSET = {
@@ -47,6 +85,159 @@ def level_offset(level: str) -> float:
     raise ValueError(f"Expected a vertebral level, found {level!r}")
 
 
+# --------------------------------------------------------------------------- atypical patterns
+
+
+@dataclass(frozen=True)
+class AtypicalPattern:
+    """A rare way for a spine to be atypical for its age: findings that come together at one place.
+
+    Args:
+        reason: why a spine carrying it is atypical: the structural pathology
+            it brings (``"spondylolisthesis"``), or ``"focal: <name>"`` for a
+            focal lesion complex.
+        prevalence_at_50: probability at biological age 50 (None: drawn
+            elsewhere; the vertebral fracture comes from the outcomes model).
+        log_odds_per_decade: rise of its log-odds per decade of biological
+            age (0 for congenital and developmental patterns; never negative,
+            so a spine keeps its patterns as it ages).
+        levels: where it sits, as weights of the anchor level.
+        parts: ``(condition, severities, where)``: a finding at the disc or
+            vertebra ``where`` levels below the anchor (an int), at a second
+            anchor chosen among the levels of ``where`` (a dict of weights, for
+            a pattern in two regions) or per scan (``None``); its severity
+            picked from ``severities`` by one draw shared by the parts, so that
+            a worse pattern is worse throughout.
+        female_odds_ratio: odds ratio for women.
+        name: what it is in words, when the reason does not say it (two kinds of spondylolisthesis).
+    """
+
+    reason: str
+    prevalence_at_50: float | None
+    log_odds_per_decade: float
+    levels: dict[str, float]
+    parts: tuple[tuple[str, tuple[str, ...], int | dict[str, float] | None], ...]
+    female_odds_ratio: float = 1.0
+    name: str = field(default="", compare=False)
+
+    def probability(self, bio_age: float, sex: str) -> float:
+        """Its probability at a biological age, for a sex."""
+        if self.prevalence_at_50 is None:
+            raise ValueError(f"Expected a pattern with its own prevalence, found {self.reason!r}, drawn elsewhere")
+        log_odds = logit(self.prevalence_at_50) + self.log_odds_per_decade * (bio_age - 50.0) / 10.0
+        if sex == "F":
+            log_odds += np.log(self.female_odds_ratio)
+        return float(expit(log_odds))
+
+
+FRACTURE_LEVEL_WEIGHTS = {"T6": 1, "T7": 2, "T8": 3, "T9": 3, "T10": 3, "T11": 5, "T12": 8, "L1": 8}
+
+# The atypical patterns come in four families, each with a core of findings that age-typical
+# spines never show, as the lesions of a diseased segment come together in real spines: a
+# collapsed, slipped or narrowed lumbar segment; a spondylotic cervical segment compromising the
+# canal; herniated discs in the neck and the low back (disc disease rarely keeps to one region);
+# broken or irregular thoracic endplates with their worn discs. The pathology or the kind of
+# lesion adds the rest.
+_LUMBAR_SEGMENT = (
+    ("disc_bulge", ("moderate", "severe"), 0), ("desiccation", ("near_complete",), 0), ("endplate_change", ("present",), 0),
+    ("desiccation", ("severe",), -1), ("protrusion", ("moderate",), -1),
+)
+_CERVICAL_SEGMENT = (
+    ("disc_osteophyte_complex", ("severe",), 0), ("uncovertebral_osteophyte", ("severe",), 0),
+    ("desiccation", ("near_complete",), 0), ("endplate_change", ("present",), 0), ("desiccation", ("severe",), 1),
+    ("protrusion", ("moderate",), 1),
+)
+_LOW_CERVICAL = {"C4": 1, "C5": 2, "C6": 1}
+_HERNIATION_LEVELS = {"L4": 1, "L5": 1}
+# Herniated discs, in the neck and in the low back: the part in the other region is placed among
+# its own levels.
+_CERVICAL_HERNIATION = (("annular_fissure", ("present",), 0), ("protrusion", ("moderate",), 1), ("protrusion", ("mild",), -1))
+_LUMBAR_HERNIATION = (("annular_fissure", ("present",), 0), ("desiccation", ("severe",), 0))
+_NECK_HERNIATION = (("protrusion", ("moderate",), _LOW_CERVICAL), ("annular_fissure", ("present",), _LOW_CERVICAL))
+_BACK_HERNIATION = (
+    ("protrusion", ("moderate",), _HERNIATION_LEVELS), ("annular_fissure", ("present",), _HERNIATION_LEVELS),
+    ("desiccation", ("severe",), _HERNIATION_LEVELS),
+)
+_THORACIC_COLLAPSE = (
+    ("desiccation", ("severe", "near_complete", "near_complete"), -1), ("disc_bulge", ("moderate",), -1),
+    ("endplate_change", ("present",), -1), ("annular_fissure", ("present",), -1),
+    ("desiccation", ("severe",), -2), ("protrusion", ("mild",), -2),
+    ("desiccation", ("moderate",), 0), ("protrusion", ("moderate",), 0), ("endplate_change", ("present",), 0),
+)
+
+STRUCTURAL_PATTERNS: tuple[AtypicalPattern, ...] = (
+    # Degenerative spondylolisthesis: the slipped segment's disc collapses (vacuum disc) and bulges
+    # beyond the slip (pseudo-bulge); the segment above takes the load. Commoner with age and in women.
+    AtypicalPattern("spondylolisthesis", 0.02, 0.3, {"L3": 1, "L4": 6, "L5": 1}, (
+        ("spondylolisthesis", ("mild", "mild", "mild", "moderate"), 0), *_LUMBAR_SEGMENT,
+    ), female_odds_ratio=1.8, name="degenerative spondylolisthesis"),
+    # Isthmic spondylolisthesis: a pars defect from youth; the disc below the slip degenerates early.
+    AtypicalPattern("spondylolisthesis", 0.063, 0.0, {"L5": 1}, (
+        ("spondylolisthesis", ("mild", "mild", "moderate"), 0), *_LUMBAR_SEGMENT,
+    ), name="isthmic spondylolisthesis"),
+    # Canal stenosis at a collapsed or spondylotic segment.
+    AtypicalPattern("spinal_stenosis", 0.005, 0.5, {"L3": 2, "L4": 3}, (
+        ("spinal_stenosis", ("mild", "moderate", "severe"), 0), *_LUMBAR_SEGMENT,
+    ), name="lumbar canal stenosis"),
+    AtypicalPattern("spinal_stenosis", 0.004, 0.5, _LOW_CERVICAL, (
+        ("spinal_stenosis", ("mild", "moderate", "severe"), 0), *_CERVICAL_SEGMENT,
+    ), name="cervical canal stenosis"),
+    # Compressive myelopathy: cord signal change under a spondylotic segment.
+    AtypicalPattern("cord_abnormality", 0.02, 0.4, _LOW_CERVICAL, (
+        ("cord_abnormality", ("present",), 0), *_CERVICAL_SEGMENT,
+    ), name="compressive myelopathy"),
+    # A developmentally narrow canal, made tight by a spondylotic segment.
+    AtypicalPattern("congenital_canal_narrowing", 0.032, 0.0, _LOW_CERVICAL, (
+        ("congenital_canal_narrowing", ("present",), None), *_CERVICAL_SEGMENT,
+    ), name="congenitally narrow canal"),
+    # A hyperextension injury: prevertebral oedema in front of a torn, extruded cervical disc.
+    AtypicalPattern("soft_tissue_edema", 0.012, 0.0, _LOW_CERVICAL, (
+        ("soft_tissue_edema", ("present",), 0), ("extrusion", ("mild",), 0), *_CERVICAL_HERNIATION, *_BACK_HERNIATION,
+    ), name="cervical hyperextension injury"),
+    # A vertebral body lesion reaching the endplates, the discs beside it reacting.
+    AtypicalPattern("bone_lesion", 0.006, 0.3, {lv: 1.0 for lv in ("T8", "T9", "T10", "T11", "T12")}, (
+        ("bone_lesion", ("present",), 0), *_THORACIC_COLLAPSE,
+    ), name="vertebral body lesion"),
+)
+"""The structural pathologies, each with the findings that come with it where it sits."""
+
+FRACTURE_PATTERN = AtypicalPattern("fracture", None, 0.0, FRACTURE_LEVEL_WEIGHTS, (
+    ("fracture", ("mild", "moderate", "severe"), 0), *_THORACIC_COLLAPSE,
+), name="osteoporotic vertebral fracture")
+"""A prevalent vertebral fracture (drawn by the outcomes model, graded by Genant): its broken
+endplates and the discs beside it, the one above pushed into it."""
+
+FOCAL_COMPLEXES: tuple[AtypicalPattern, ...] = (
+    # A collapsed lumbar segment without a slip: a vacuum disc with Modic changes.
+    AtypicalPattern("focal: collapsed lumbar segment", 0.025, 0.0, {"L3": 1, "L4": 2, "L5": 2}, _LUMBAR_SEGMENT),
+    AtypicalPattern("focal: lumbar disc herniation", 0.04, 0.0, {"L4": 1, "L5": 1}, (
+        ("protrusion", ("moderate",), 0), ("extrusion", ("mild",), -1), *_LUMBAR_HERNIATION, *_NECK_HERNIATION,
+    )),
+    AtypicalPattern("focal: lumbar disc extrusion", 0.04, 0.0, {"L4": 1, "L5": 1}, (
+        ("extrusion", ("moderate",), 0), ("protrusion", ("moderate",), -1), *_LUMBAR_HERNIATION, *_NECK_HERNIATION,
+    )),
+    AtypicalPattern("focal: cervical disc extrusion", 0.025, 0.0, _LOW_CERVICAL, (
+        ("extrusion", ("moderate",), 0), *_CERVICAL_HERNIATION, *_BACK_HERNIATION,
+    )),
+    AtypicalPattern("focal: cervical spondylotic segment", 0.03, 0.2, _LOW_CERVICAL, _CERVICAL_SEGMENT),
+    AtypicalPattern("focal: thoracic disc herniation", 0.03, 0.0, {f"T{i}": 1.0 for i in range(6, 12)}, (
+        *_THORACIC_COLLAPSE, ("protrusion", ("severe",), -1),
+    )),
+    # Scheuermann-type change: endplate irregularity and early desiccation over three thoracic discs.
+    AtypicalPattern("focal: multilevel thoracic endplate changes", 0.045, 0.0, {"T6": 1, "T7": 1, "T8": 1, "T9": 1}, (
+        *_THORACIC_COLLAPSE, ("endplate_change", ("present",), 1), ("desiccation", ("moderate",), 1),
+    )),
+)
+"""The focal lesion complexes: findings at one disc (or a few neighbouring ones) that
+age-typical spines of any age never combine, a herniated or worn disc with its companions."""
+
+ATYPICAL_PATTERNS: tuple[AtypicalPattern, ...] = (FRACTURE_PATTERN, *STRUCTURAL_PATTERNS, *FOCAL_COMPLEXES)
+"""Every atypical pattern, in the order of the subject's draws (:attr:`SubjectLatents.atypical`)."""
+
+COMMON_VARIANTS: tuple[str, ...] = ("scoliosis", "kyphosis_or_lordosis", "tarlov_cyst", "transitional_vertebra")
+"""Findings that are common variants: they never make a spine atypical by themselves."""
+
+
 @dataclass(frozen=True)
 class SubjectLatents:
     """The random parts of one subject's degeneration, fixed for life.
@@ -55,26 +246,29 @@ class SubjectLatents:
         levels: vertebrae present, top to bottom.
         susceptibility: subject-wide shift of the degeneration load.
         disc_noise: per-disc shift of the load.
-        uniforms: per (disc, condition) uniform draws deciding presence.
-        scan_uniforms: per pathology uniform draws.
-        picks: per pathology uniform draws choosing the level.
-        focal: uniform draws for the subject's focal lesions (see :func:`_focal_findings`).
+        uniforms: per disc, uniform draws deciding its age-typical findings (:data:`_DISC_DRAWS`).
+        atypical: per atypical pattern (:data:`ATYPICAL_PATTERNS`), uniform draws for
+            (presence, anchor level, severity).
+        variants: per common variant, uniform draws for (presence, level, grade).
     """
 
     levels: tuple[str, ...]
     susceptibility: float
     disc_noise: np.ndarray
     uniforms: np.ndarray
-    scan_uniforms: np.ndarray
-    picks: np.ndarray
-    focal: np.ndarray
+    atypical: np.ndarray
+    variants: np.ndarray
 
 
-_DISC_CONDITIONS = ("desiccation", "contour", "protrusion", "extrusion", "osteophyte", "uncovertebral", "endplate", "fissure")
-_SCAN_FINDINGS = (
-    "bone_lesion", "congenital_canal_narrowing", "cord_abnormality", "soft_tissue_edema",
-    "spinal_stenosis", "spondylolisthesis", "scoliosis", "kyphosis_or_lordosis", "tarlov_cyst",
-)
+_DISC_DRAWS = ("desiccation", "disc_osteophyte_complex", "protrusion", "disc_bulge", "uncovertebral_osteophyte")
+_VARIANTS = ("scoliosis", "kyphosis_or_lordosis", "tarlov_cyst")
+
+
+SUSCEPTIBILITY_SD = 0.45
+"""SD of a subject's lifelong shift of every disc's degeneration load (0.6 is ten years of ageing)."""
+
+DISC_NOISE_SD = 0.45
+"""SD of a disc's lifelong shift of its degeneration load (which discs wear first in a spine)."""
 
 
 def draw_latents(levels: list[str], rng: np.random.Generator) -> SubjectLatents:
@@ -82,12 +276,11 @@ def draw_latents(levels: list[str], rng: np.random.Generator) -> SubjectLatents:
     n = len(levels)
     return SubjectLatents(
         levels=tuple(levels),
-        susceptibility=float(rng.normal(0.0, 0.7)),
-        disc_noise=rng.normal(0.0, 0.45, size=n),
-        uniforms=rng.uniform(size=(n, len(_DISC_CONDITIONS))),
-        scan_uniforms=rng.uniform(size=len(_SCAN_FINDINGS)),
-        picks=rng.uniform(size=len(_SCAN_FINDINGS) + 2),
-        focal=rng.uniform(size=(4, 3)),
+        susceptibility=float(rng.normal(0.0, SUSCEPTIBILITY_SD)),
+        disc_noise=rng.normal(0.0, DISC_NOISE_SD, size=n),
+        uniforms=rng.uniform(size=(n, len(_DISC_DRAWS))),
+        atypical=rng.uniform(size=(len(ATYPICAL_PATTERNS), 3)),
+        variants=rng.uniform(size=(len(_VARIANTS), 3)),
     )
 
 
@@ -106,7 +299,7 @@ def _grade(value: float, cuts: tuple[float, ...]) -> int:
 
 
 def draw_findings(latents: SubjectLatents, bio_age: float, sex: str, prevalent_fracture: bool, fracture_grade: int = 1) -> list[dict]:
-    """All findings of one scan: degenerative per disc, pathologies and other findings per scan.
+    """All findings of one scan: age-typical degeneration, atypical patterns, common variants.
 
     Args:
         latents: the subject's lifelong random parts.
@@ -116,193 +309,168 @@ def draw_findings(latents: SubjectLatents, bio_age: float, sex: str, prevalent_f
         fracture_grade: its Genant grade 1-3.
 
     Returns:
-        Dicts with level, condition and severity, in a fixed order.
+        Dicts with level, condition and severity, one per (level, condition), in a
+        fixed order; findings of an atypical pattern also carry ``atypical``, the
+        pattern's reason (see :func:`atypical_reasons`).
     """
-    loads = disc_loads(latents, bio_age)
-    levels = latents.levels
-    findings: list[dict] = []
-    old = (bio_age - 50.0) / 10.0
-    for i, level in enumerate(levels):
-        region = region_of(level)
-        load = loads[i]
-        u = latents.uniforms[i]
-        desiccation = _grade(load + 0.6 * (u[0] - 0.5), (0.9, 1.7, 2.4, 3.1))
-        if desiccation:
-            findings.append(_f(level, "desiccation", ("mild", "moderate", "severe", "near_complete")[desiccation - 1]))
-        # One contour abnormality per disc: the worst of bulge, protrusion, extrusion, disc-osteophyte complex.
-        cervical_old = region == "cervical" and u[4] < expit(1.6 * (load - 1.6) + 0.2 * old)
-        if cervical_old:
-            severity = _grade(load + 0.5 * (u[1] - 0.5), (0.7, 1.6))
-            findings.append(_f(level, "disc_osteophyte_complex", ("mild", "moderate", "severe")[severity]))
-        elif u[3] < expit(2.0 * (load - 3.0)):
-            findings.append(_f(level, "extrusion", "moderate" if load > 3.0 else "mild"))
-        elif u[2] < expit(2.0 * (load - 2.0)):
-            findings.append(_f(level, "protrusion", ("mild", "moderate", "severe")[_grade(load, (1.6, 2.4))]))
-        elif u[1] < expit(2.2 * (load - (0.8 if region == "lumbar" else 1.3))):
-            findings.append(_f(level, "disc_bulge", ("mild", "moderate", "severe")[_grade(load, (1.3, 2.2))]))
-        if region == "cervical" and level != "C2" and u[5] < expit(1.8 * (load - 1.9) + 0.2 * old):
-            findings.append(_f(level, "uncovertebral_osteophyte", ("mild", "moderate", "severe")[_grade(load, (1.5, 2.3))]))
-        if region == "lumbar" and u[6] < expit(2.0 * (load - 2.3)):
-            findings.append(_f(level, "endplate_change", "present"))
-        if region != "thoracic" and u[7] < expit(2.0 * (load - 2.5)):
-            findings.append(_f(level, "annular_fissure", "present"))
-
-    findings = _focal_findings(latents, bio_age, findings)
-    findings += _scan_findings(latents, loads, bio_age, sex, prevalent_fracture, fracture_grade, findings)
-    return _worst_per_level(findings)
-
-
-def _worst_per_level(findings: list[dict]) -> list[dict]:
-    """One finding per (level, condition): a focal complex and the per-scan model may both name one."""
-    kept: dict[tuple[str, str], dict] = {}
-    for finding in findings:
-        key = (finding["level"], finding["condition"])
-        if key not in kept or SEVERITY_ORDINAL[finding["severity"]] > SEVERITY_ORDINAL[kept[key]["severity"]]:
-            kept[key] = finding
-    return list(kept.values())
-
-
-FOCAL_PROBABILITY_AT_50 = 0.5
-"""Share of 50-year-olds with a focal lesion complex beyond the age-typical pattern (the atypical spines)."""
-
-FOCAL_AGE_SLOPE = 0.15
-"""Rise of the log-odds of a focal lesion complex per decade of biological age."""
-
-SECOND_COMPLEX_PROBABILITY = 0.15
-"""Share of atypical spines with a second focal lesion complex."""
-
-FOCAL_COMPLEXES: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
-    ("thoracic disc herniation", ("T",), (
-        ("protrusion", ("moderate", "severe")), ("desiccation", ("severe",)),
-        ("endplate_change", ("present",)), ("annular_fissure", ("present",)),
-    )),
-    ("lumbar herniation with Modic changes", ("L4", "L5"), (
-        ("protrusion", ("severe",)), ("annular_fissure", ("present",)), ("endplate_change", ("present",)),
-    )),
-    ("lumbar disc extrusion", ("L4", "L5"), (
-        ("extrusion", ("moderate",)), ("desiccation", ("near_complete",)), ("annular_fissure", ("present",)),
-    )),
-    ("cervical spondylotic disc", ("C4", "C5", "C6"), (
-        ("disc_osteophyte_complex", ("severe",)), ("uncovertebral_osteophyte", ("severe",)),
-        ("desiccation", ("near_complete",)), ("annular_fissure", ("present",)),
-    )),
-    ("cervical disc extrusion", ("C5", "C6"), (
-        ("extrusion", ("mild", "moderate")), ("annular_fissure", ("present",)),
-        ("desiccation", ("near_complete",)), ("endplate_change", ("present",)),
-    )),
-)
-"""The focal lesion complexes of atypical spines: (name, level prefixes, (condition, severities) at one disc).
-
-A complex is several findings at one disc, as a worn or herniated disc shows
-them together (a herniation with its fissure, Modic changes and a black disc).
-Each complex sets findings that age-typical spines of any age rarely combine,
-so the atypical spines stand apart in the region vectors: that is what lets
-the data-driven normal-cohort definition (UMAP + HDBSCAN per age bracket)
-leave them out. The severity index is shared by the findings of a complex.
-"""
-
-_CONTOUR = ("disc_bulge", "protrusion", "extrusion", "disc_osteophyte_complex")
-
-
-def _focal_findings(latents: SubjectLatents, bio_age: float, findings: list[dict]) -> list[dict]:
-    """Add the focal lesion complexes that make some spines atypical for their age.
-
-    Not every spine wears evenly: some carry one (sometimes two) focal lesion
-    complexes (:data:`FOCAL_COMPLEXES`), a herniated or worn disc with its
-    companions, beyond the age-typical pattern. These are what the
-    data-driven normal cohort should leave out. Their prevalence rises with
-    age. A complex's contour abnormality replaces the disc's own (one contour
-    abnormality per disc); its other findings keep the worse of the two grades.
-    """
-    old = (bio_age - 50.0) / 10.0
-    probability = expit(np.log(FOCAL_PROBABILITY_AT_50 / (1 - FOCAL_PROBABILITY_AT_50)) + FOCAL_AGE_SLOPE * old)
-    first = latents.focal[0]
-    if first[0] >= probability:
-        return findings
-    n_complexes = 1 + int(first[1] > 1.0 - SECOND_COMPLEX_PROBABILITY)
-    by_key = {(f["level"], f["condition"]): f for f in findings}
-    for k in range(n_complexes):
-        u_kind, u_level, u_grade = latents.focal[k + 1]
-        _, prefixes, parts = FOCAL_COMPLEXES[int(u_kind * len(FOCAL_COMPLEXES))]
-        candidates = [lv for lv in latents.levels if lv != "C2" and lv.startswith(prefixes)]
-        level = candidates[int(u_level * len(candidates))]
-        for condition, severities in parts:
-            severity = severities[int(u_grade * len(severities))]
-            if condition in _CONTOUR:
-                for other in _CONTOUR:
-                    by_key.pop((level, other), None)
-            elif (level, condition) in by_key:
-                if SEVERITY_ORDINAL[by_key[(level, condition)]["severity"]] >= SEVERITY_ORDINAL[severity]:
-                    continue
-            by_key[(level, condition)] = _f(level, condition, severity)
+    findings = _typical_findings(latents, disc_loads(latents, bio_age))
+    for k, pattern in enumerate(ATYPICAL_PATTERNS):
+        u_present, u_level, u_grade = latents.atypical[k]
+        if pattern is FRACTURE_PATTERN:
+            if not prevalent_fracture:
+                continue
+            u_grade = (min(max(fracture_grade, 1), 3) - 0.5) / 3.0
+        elif u_present >= pattern.probability(bio_age, sex):
+            continue
+        findings = _overlay(findings, _pattern_findings(pattern, latents.levels, u_level, u_grade))
+    findings += _variant_findings(latents, bio_age)
     order = {level: i for i, level in enumerate(latents.levels)}
-    return sorted(by_key.values(), key=lambda f: (order[f["level"]], f["condition"]))
+    return sorted(findings, key=lambda f: (order.get(f["level"], -1), f["condition"]))
+
+
+def atypical_reasons(findings: list[dict]) -> list[str]:
+    """Why a scan is atypical for its age: its structural pathologies and focal complexes, sorted.
+
+    An empty list means a typical spine. Every structural pathology counts, whether or not a
+    finding carries its reason (a findings table read back from a report carries none).
+
+    Example:
+        >>> atypical_reasons([{"level": "L4", "condition": "spondylolisthesis", "severity": "mild"},
+        ...                   {"level": "L5", "condition": "extrusion", "severity": "moderate",
+        ...                    "atypical": "focal: lumbar disc extrusion"},
+        ...                   {"level": "", "condition": "scoliosis", "severity": "mild"}])
+        ['focal: lumbar disc extrusion', 'spondylolisthesis']
+    """
+    reasons = {f["atypical"] for f in findings if f.get("atypical")}
+    reasons |= {f["condition"] for f in findings if f["condition"] in PATHOLOGIES}
+    return sorted(reasons)
 
 
 def _f(level: str, condition: str, severity: str) -> dict:
     return {"level": level, "condition": condition, "severity": severity}
 
 
+TYPICAL_ONSET: dict[str, tuple[float, ...]] = {
+    "desiccation": (0.2, 1.1),
+    "lumbar_bulge": (-0.6, 1.1),
+    "bulge": (1.0, 1.1),
+    "lumbar_protrusion": (1.6,),
+    "disc_osteophyte_complex": (1.0, 1.2),
+    "uncovertebral_osteophyte": (1.0, 1.3),
+}
+"""Disc loads of the age-typical findings: where a finding is as likely as not, then where it turns moderate.
+
+Desiccation grades by the load itself (give or take a lifelong draw); lumbar
+and other bulges, lumbar protrusions, cervical disc-osteophyte complexes and
+uncovertebral osteophytes appear with a probability that rises with the load
+(logistic curves centred at the first value) and turn moderate past the second.
+None is ever graded severe: severe grades belong to the atypical patterns.
+"""
+
+
+def _typical_findings(latents: SubjectLatents, loads: np.ndarray) -> list[dict]:
+    """The age-typical degeneration of every disc: mild first, moderate with load; never severe.
+
+    Each condition appears at a disc with a probability that rises with the
+    disc's load (:data:`TYPICAL_ONSET`; one lifelong draw per disc and
+    condition), so that the findings of a spine come in the order they do with
+    age: lumbar bulges, then desiccation, cervical disc-osteophyte complexes and
+    uncovertebral osteophytes, then moderate grades and protrusions. One contour
+    abnormality per disc.
+    """
+    onset = TYPICAL_ONSET
+    mild_or_moderate = ("mild", "moderate")
+    findings: list[dict] = []
+    for i, level in enumerate(latents.levels):
+        region = region_of(level)
+        load = loads[i]
+        u = latents.uniforms[i]
+        desiccation = _grade(load + 0.6 * (u[0] - 0.5), onset["desiccation"])
+        if desiccation:
+            findings.append(_f(level, "desiccation", mild_or_moderate[desiccation - 1]))
+        bulge = onset["lumbar_bulge" if region == "lumbar" else "bulge"]
+        if region == "cervical" and u[1] < expit(1.6 * (load - onset["disc_osteophyte_complex"][0])):
+            grade = _grade(load, onset["disc_osteophyte_complex"][1:])
+            findings.append(_f(level, "disc_osteophyte_complex", mild_or_moderate[grade]))
+        elif region == "lumbar" and u[2] < expit(1.2 * (load - onset["lumbar_protrusion"][0])):
+            findings.append(_f(level, "protrusion", "mild"))
+        elif u[3] < expit(2.2 * (load - bulge[0])):
+            findings.append(_f(level, "disc_bulge", mild_or_moderate[_grade(load, bulge[1:])]))
+        if region == "cervical" and level != "C2" and u[4] < expit(1.8 * (load - onset["uncovertebral_osteophyte"][0])):
+            grade = _grade(load, onset["uncovertebral_osteophyte"][1:])
+            findings.append(_f(level, "uncovertebral_osteophyte", mild_or_moderate[grade]))
+    return findings
+
+
+_CONTOUR = ("disc_bulge", "protrusion", "extrusion", "disc_osteophyte_complex")
+
+
 def _pick(levels: tuple[str, ...], weights: dict[str, float], u: float) -> str:
     """Choose a level by weights with one uniform draw (deterministic given ``u``)."""
     candidates = [level for level in levels if level in weights]
     w = np.array([weights[level] for level in candidates], float)
-    return candidates[int(np.searchsorted(np.cumsum(w) / w.sum(), u))]
+    return candidates[min(int(np.searchsorted(np.cumsum(w) / w.sum(), u)), len(candidates) - 1)]
 
 
-FRACTURE_LEVEL_WEIGHTS = {"T6": 1, "T7": 2, "T8": 3, "T9": 3, "T10": 3, "T11": 5, "T12": 8, "L1": 8, "L2": 4, "L3": 2, "L4": 1}
+def _pattern_findings(pattern: AtypicalPattern, levels: tuple[str, ...], u_level: float, u_grade: float) -> list[dict]:
+    """The findings of one atypical pattern, each carrying its reason."""
+    anchor = levels.index(_pick(levels, pattern.levels, u_level))
+    out = []
+    for condition, severities, where in pattern.parts:
+        severity = severities[min(int(u_grade * len(severities)), len(severities) - 1)]
+        if where is None:
+            level = ""
+        elif isinstance(where, dict):
+            level = _pick(levels, where, u_level)
+        else:
+            level = levels[min(max(anchor + where, 0), len(levels) - 1)]
+        out.append({**_f(level, condition, severity), "atypical": pattern.reason})
+    return out
 
 
-def _scan_findings(
-    latents: SubjectLatents, loads: np.ndarray, bio_age: float, sex: str,
-    prevalent_fracture: bool, fracture_grade: int, degenerative: list[dict],
-) -> list[dict]:
+def _overlay(findings: list[dict], pattern: list[dict]) -> list[dict]:
+    """Add a pattern's findings to a scan's: one finding per (level, condition), one contour per disc.
+
+    A pattern's contour abnormality replaces the disc's own; its other findings
+    keep the worse of the two grades, and the kept finding carries the pattern's
+    reason either way (the finding belongs to the pattern too).
+    """
+    by_key = {(f["level"], f["condition"]): f for f in findings}
+    for finding in pattern:
+        level, condition = finding["level"], finding["condition"]
+        if condition in _CONTOUR:
+            own = [by_key.pop((level, other)) for other in _CONTOUR if (level, other) in by_key]
+            worse = [f for f in own if f["condition"] == condition and SEVERITY_ORDINAL[f["severity"]] > SEVERITY_ORDINAL[finding["severity"]]]
+            if worse:  # another pattern's worse contour of the same kind stays
+                finding = {**worse[0], "atypical": worse[0].get("atypical") or finding["atypical"]}
+        elif (level, condition) in by_key:
+            kept = by_key[(level, condition)]
+            if SEVERITY_ORDINAL[kept["severity"]] >= SEVERITY_ORDINAL[finding["severity"]]:
+                finding = {**kept, "atypical": kept.get("atypical") or finding["atypical"]}
+        by_key[(level, condition)] = finding
+    return list(by_key.values())
+
+
+def _variant_findings(latents: SubjectLatents, bio_age: float) -> list[dict]:
+    """Common variants: scoliosis and kyphosis or lordosis (commoner with age), Tarlov cysts, transitional vertebrae."""
     levels = latents.levels
-    u, picks = latents.scan_uniforms, latents.picks
     old = (bio_age - 50.0) / 10.0
-    out: list[dict] = []
     probability = {
-        "bone_lesion": expit(-2.6 + 0.25 * old),
-        "congenital_canal_narrowing": 0.03,  # congenital: not age-related
-        "cord_abnormality": expit(-4.2 + 0.5 * old),
-        "soft_tissue_edema": expit(-3.6 + 0.2 * old),
-        "spondylolisthesis": expit(-3.1 + 0.55 * old + (0.4 if sex == "F" else 0.0)),
-        "scoliosis": expit(-3.0 + 0.45 * old),
-        "kyphosis_or_lordosis": expit(-2.6 + 0.45 * old),
-        "tarlov_cyst": 0.04,
+        "scoliosis": expit(-1.75 + 0.45 * old),
+        "kyphosis_or_lordosis": expit(-0.7 + 0.4 * old),
+        "tarlov_cyst": 0.07,
     }
-    for k, name in enumerate(_SCAN_FINDINGS):
-        if name == "spinal_stenosis":
-            # Stenosis follows the worst contour abnormality, where it is large enough.
-            worst = max((i for i in range(len(levels)) if region_of(levels[i]) != "thoracic"), key=lambda i: loads[i])
-            if u[k] < expit(2.0 * (loads[worst] - 2.2)):
-                grade = _grade(loads[worst], (2.6, 3.2))
-                out.append(_f(levels[worst], name, ("mild", "moderate", "severe")[grade]))
+    out: list[dict] = []
+    for k, name in enumerate(_VARIANTS):
+        u_present, u_level, u_grade = latents.variants[k]
+        if u_present >= probability[name]:
             continue
-        if u[k] >= probability[name]:
-            continue
-        if name == "bone_lesion":
-            out.append(_f(_pick(levels, {lv: 1.0 for lv in levels if not lv.startswith("C")}, picks[k]), name, "present"))
-        elif name == "congenital_canal_narrowing":
+        if name == "scoliosis":
+            apex = _pick(levels, {"T8": 1, "T10": 2, "T12": 2, "L1": 2, "L2": 2}, u_level)
+            out.append(_f(apex, name, ("mild", "moderate", "severe")[_grade(u_grade, (0.7, 0.93))]))
+        else:
             out.append(_f("", name, "present"))
-        elif name == "cord_abnormality":
-            out.append(_f(_pick(levels, {"C3": 1, "C4": 2, "C5": 3, "C6": 3, "T2": 0.5, "T6": 0.5}, picks[k]), name, "present"))
-        elif name == "soft_tissue_edema":
-            out.append(_f(_pick(levels, {lv: 1.0 for lv in levels if lv.startswith(("C", "L"))}, picks[k]), name, "present"))
-        elif name == "spondylolisthesis":
-            slipped = _pick(levels, {"C4": 1, "L3": 1, "L4": 6, "L5": 3}, picks[k])
-            out.append(_f(slipped, name, "moderate" if u[k] < probability[name] * 0.2 else "mild"))
-        elif name == "scoliosis":
-            apex = _pick(levels, {"T8": 1, "T10": 2, "T12": 2, "L1": 2, "L2": 2}, picks[k])
-            out.append(_f(apex, name, ("mild", "moderate", "severe")[_grade(picks[-1], (0.7, 0.93))]))
-        elif name == "kyphosis_or_lordosis":
-            out.append(_f("", name, "present"))
-        elif name == "tarlov_cyst":
-            out.append(_f("", name, "present"))
-    if prevalent_fracture:
-        level = _pick(levels, FRACTURE_LEVEL_WEIGHTS, picks[-2])
-        out.append(_f(level, "fracture", ("mild", "moderate", "severe")[min(max(fracture_grade, 1), 3) - 1]))
-    extra = [lv for lv in levels if lv in ("T13", "L6")]
-    for level in extra:
-        out.append(_f(level, "transitional_vertebra", "present"))
+    for level in levels:
+        if level in ("T13", "L6"):
+            out.append(_f(level, "transitional_vertebra", "present"))
     return out

@@ -30,7 +30,11 @@ from spineage.atomic import write_atomic, write_json_atomic
 from spineage.config import SynthSettings
 from spineage.errors import UserError
 
-GENERATOR_VERSION = f"spineage-phantom/{__version__}"
+PHANTOM_REVISION = "atypical-2"
+"""The revision of the phantom's planted findings (the ground truth changes with it): atypical-2
+has Table 5 prevalences, age-typical spines without severe grades, and atypical spines marked."""
+
+GENERATOR_VERSION = f"spineage-phantom/{__version__}+{PHANTOM_REVISION}"
 
 # Stream numbers of the per-item seeds: (cohort seed, stream, item index).
 _TABLES, _ANATOMY, _LATENTS, _SCAN, _REPORT = 0, 1, 2, 3, 4
@@ -182,7 +186,7 @@ def generate_cohort(
 
     from spineage.synth.anatomy import DISC_HYDRATION_LOSS_PER_YEAR, MARROW_FAT_PER_YEAR, MARROW_FAT_SD
     from spineage.synth.phantom import MARROW_T2_LEAN, MARROW_T2_PER_FAT, MARROW_TEXTURE
-    from spineage.synth.degeneration import LOAD_SLOPE_PER_DECADE
+    from spineage.synth.degeneration import LOAD_SLOPE_PER_DECADE, atypical_reasons
     from spineage.synth.scanner import SITES
 
     chosen = settings.profile(profile)
@@ -252,6 +256,12 @@ def generate_cohort(
                 for row in subjects.itertuples(index=False)
             },
             "series_bio_age": {row.series_id: round(float(row.bio_age), 4) for row in sessions.itertuples(index=False)},
+            # Why each MRI series is atypical for its age ([] for a typical one): its structural
+            # pathologies and "focal: ..." lesion complexes (spineage.synth.degeneration).
+            "series_atypical": {
+                row.series_id: atypical_reasons(tables.findings[index])
+                for index, row in enumerate(sessions.itertuples(index=False)) if row.modality == "mri_t2_sag"
+            },
         }
         (work / "ground_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
         _replace_folder(work, out)

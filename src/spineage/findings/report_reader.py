@@ -102,9 +102,11 @@ How a report is read:
 
 from __future__ import annotations
 
+import bisect
 import functools
 import io
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -411,6 +413,7 @@ _SEQUENCE_AFTER_RE = re.compile(
     r"artifact|artefact|shine|change|bright|dark|fat|sag|ax|intens|stir|flair|star|\*|tse|fse|space|fs\b|dixon|"
     r"contrast|gad|post|pre\b|map|relax|and\s+t[12]\b|or\s+t[12]\b|dis[ck]\s+signal)"
 )
+_SEQUENCE_LOOKBACK = 24  # characters: the longest word of _SEQUENCE_BEFORE_RE with its spaces
 _SEQUENCE_BEFORE_RE = re.compile(r"(?:\bon|\bin|\band|\bor|\bweighted|\bsagittal|\baxial|/|loss\s+of(?:\s+normal)?)\s*$")
 _AND_BEFORE_AFFIRMED = re.compile(
     r"\band\b(?=\s+(?:(?:"
@@ -593,7 +596,8 @@ def _find_levels(text: str) -> list[_LevelMention]:
     for match in _LEVEL_RE.finditer(text):
         expr = match.group("expr")
         if re.fullmatch(r"t[12](?:\s*/\s*t?[12])?", expr) and (
-            _SEQUENCE_AFTER_RE.match(text, match.end()) or _SEQUENCE_BEFORE_RE.search(text, 0, match.start())
+            _SEQUENCE_AFTER_RE.match(text, match.end())
+            or _SEQUENCE_BEFORE_RE.search(text, max(0, match.start() - _SEQUENCE_LOOKBACK), match.start())
         ):
             continue
         mention = _parse_level(expr, match.start(), match.end())
@@ -697,46 +701,145 @@ def _find_severities(text: str) -> list[tuple[int, int, int, bool]]:
     return found
 
 
+class _Spans:
+    """The matches of one pattern over a text, to ask in O(log n) whether one lies in [start, end).
+
+    The matches of ``finditer`` do not overlap, so their ends rise with their starts.
+    """
+
+    __slots__ = ("starts", "ends")
+
+    def __init__(self, pattern: re.Pattern[str], text: str) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        for match in pattern.finditer(text):
+            self.starts.append(match.start())
+            self.ends.append(match.end())
+
+    def inside(self, start: int, end: int) -> bool:
+        """Whether a match lies wholly in [start, end)."""
+        i = bisect.bisect_left(self.starts, start)
+        return i < len(self.starts) and self.ends[i] <= end
+
+    def count_inside(self, start: int, end: int) -> int:
+        """How many matches lie wholly in [start, end)."""
+        return max(0, bisect.bisect_right(self.ends, end) - bisect.bisect_left(self.starts, start))
+
+
+class _ClauseIndex:
+    """One normalised clause with the positions every rule asks about, found once.
+
+    Each rule asks "is there a terminator (a conjunction, a word) between these two
+    places?" in O(log n), so that reading a clause takes time linear in its length
+    (a pasted report can be one clause of a megabyte).
+    """
+
+    def __init__(self, text: str, findings: list[_Finding]) -> None:
+        self.text = text
+        self.findings = findings
+        self.starts = [f.start for f in findings]
+        self.ends = [f.end for f in findings]
+        self._terminators = _Spans(_TERMINATOR_RE, text)
+        self._affirmed_and = _Spans(_AND_BEFORE_AFFIRMED, text)
+        self.conjunctions = _Spans(_CONJUNCTION_RE, text)
+        self.words = _Spans(_WORD_RE, text)
+
+    def has_terminator(self, start: int, end: int) -> bool:
+        """Whether a scope ends between ``start`` and ``end`` ("but", "however", "and mild ...")."""
+        return start < end and (self._terminators.inside(start, end) or self._affirmed_and.inside(start, end))
+
+    def containing(self, position: int) -> _Finding | None:
+        """The finding whose keyword covers ``position``, if any."""
+        i = bisect.bisect_right(self.starts, position) - 1
+        return self.findings[i] if i >= 0 and self.ends[i] > position else None
+
+    def overlapping(self, start: int, end: int) -> bool:
+        """Whether any finding's keyword overlaps [start, end)."""
+        i = bisect.bisect_right(self.ends, start)
+        return i < len(self.findings) and self.findings[i].start < end
+
+
 def _has_terminator(text: str, start: int, end: int) -> bool:
     if start >= end:
         return False
     return bool(_TERMINATOR_RE.search(text, start, end) or _AND_BEFORE_AFFIRMED.search(text, start, end))
 
 
-def _apply_cues(text: str, findings: list[_Finding], cues: list[_Cue], start: int, end: int) -> None:
-    """Set negated/uncertain on the findings of one sub-clause [start, end)."""
+_PRE_CUES = ("neg_pre", "unc_pre", "neg_normal")
+_POST_CUES = ("neg_post", "unc_post")
+
+
+def _apply_cues(clause: _ClauseIndex, findings: list[_Finding], cues: list[_Cue]) -> None:
+    """Set negated/uncertain on the findings of one sub-clause from the cues in it.
+
+    A cue before a finding reaches forward to it, one after it reaches back, unless
+    a terminator lies between. Only the nearest cue of each kind is asked: a
+    farther one reaches a finding only when the nearer one does.
+    """
+    by_kind: dict[str, list[_Cue]] = {}
     for cue in cues:
-        if cue.start < start or cue.start >= end:
-            continue
-        for finding in findings:
-            if cue.kind in ("neg_pre", "unc_pre", "neg_normal"):
-                if finding.start < cue.end or _has_terminator(text, cue.end, finding.start):
-                    continue
-                if cue.kind == "neg_normal" and len(_WORD_RE.findall(text[cue.end : finding.start])) > 3:
-                    continue
-            else:
-                if finding.end > cue.start or _has_terminator(text, finding.end, cue.start):
-                    continue
-            if cue.kind.startswith("neg"):
-                finding.negated = True
-            else:
-                finding.uncertain = True
+        by_kind.setdefault(cue.kind, []).append(cue)
+    if not by_kind:
+        return
+    cue_starts = {kind: [c.start for c in found] for kind, found in by_kind.items()}
+    cue_ends = {kind: [c.end for c in found] for kind, found in by_kind.items()}
+    for finding in findings:
+        for kind in _PRE_CUES:
+            if kind not in by_kind:
+                continue
+            i = bisect.bisect_right(cue_ends[kind], finding.start) - 1
+            if i < 0:
+                continue
+            cue = by_kind[kind][i]
+            if clause.has_terminator(cue.end, finding.start):
+                continue
+            if kind == "neg_normal" and clause.words.count_inside(cue.end, finding.start) > 3:
+                continue
+            _flag(finding, kind)
+        for kind in _POST_CUES:
+            if kind not in by_kind:
+                continue
+            i = bisect.bisect_left(cue_starts[kind], finding.end)
+            if i == len(by_kind[kind]):
+                continue
+            cue = by_kind[kind][i]
+            if not clause.has_terminator(finding.end, cue.start):
+                _flag(finding, kind)
 
 
-def _attach_levels(text: str, findings: list[_Finding], mentions: list[_LevelMention]) -> list[_LevelMention]:
+def _flag(finding: _Finding, kind: str) -> None:
+    if kind.startswith("neg"):
+        finding.negated = True
+    else:
+        finding.uncertain = True
+
+
+def _add_mentions(finding: _Finding, mentions: list[_LevelMention]) -> None:
+    """Give ``mentions`` to ``finding``, each level expression once (a list of repeats stays short)."""
+    seen = {(m.parts, m.kind) for m in finding.mentions}
+    for mention in mentions:
+        if (mention.parts, mention.kind) not in seen:
+            seen.add((mention.parts, mention.kind))
+            finding.mentions.append(mention)
+
+
+def _attach_levels(clause: _ClauseIndex, findings: list[_Finding], mentions: list[_LevelMention]) -> list[_LevelMention]:
     """Give each group of level mentions to its finding; return the mentions no finding took."""
+    text = clause.text
     groups: list[list[_LevelMention]] = []
     for mention in mentions:
         if groups and _FILLER_RE.match(text[groups[-1][-1].end : mention.start]):
             groups[-1].append(mention)
         else:
             groups.append([mention])
+    starts = [f.start for f in findings]
+    ends = [f.end for f in findings]
     orphans: list[_LevelMention] = []
     for group in groups:
-        before = [f for f in findings if f.end <= group[0].start]
-        after = [f for f in findings if f.start >= group[-1].end]
-        previous = before[-1] if before else None
-        following = after[0] if after else None
+        i = bisect.bisect_right(ends, group[0].start) - 1
+        j = bisect.bisect_left(starts, group[-1].end)
+        previous = findings[i] if i >= 0 else None
+        following = findings[j] if j < len(findings) else None
         if previous is None and following is None:
             orphans += group
             continue
@@ -744,27 +847,42 @@ def _attach_levels(text: str, findings: list[_Finding], mentions: list[_LevelMen
             target = previous
         elif previous is None:
             target = following
-        elif not previous.mentions and not _CONJUNCTION_RE.search(text, previous.end, group[0].start):
+        elif not previous.mentions and not clause.conjunctions.inside(previous.end, group[0].start):
             target = previous
         else:
             target = following
-        target.mentions += group
+        _add_mentions(target, group)
     return orphans
 
 
-def _assign_severities(text: str, findings: list[_Finding], severities: list[tuple[int, int, int, bool]]) -> bool:
+_MAX_SEVERITY_GAP = 160
+"""Characters between a severity word and its finding beyond which it qualifies none (a few words, some levels)."""
+
+
+def _assign_severities(
+    clause: _ClauseIndex, findings: list[_Finding], severities: list[tuple[int, int, int, bool]]
+) -> bool:
     """Give each severity word to the finding it qualifies; return True if one qualified none."""
+    text = clause.text
+    starts = [f.start for f in findings]
+    ends = [f.end for f in findings]
     dangling = False
     for start, end, value, is_grade in severities:
         target = None
-        following = next((f for f in findings if f.start >= end), None)
-        if following is not None:
-            gap = text[end : following.start]
-            if not _CONJUNCTION_RE.search(gap) and len(_WORD_RE.findall(_LEVEL_RE.sub(" ", gap))) <= 4:
-                target = following
+        k = bisect.bisect_right(starts, start) - 1
+        if k >= 0 and findings[k].end >= end:
+            target = findings[k]  # inside the keyword: "canal is moderately narrowed"
         if target is None:
-            previous = next((f for f in reversed(findings) if f.end <= start), None)
-            if previous is not None:
+            j = bisect.bisect_left(starts, end)
+            following = findings[j] if j < len(findings) else None
+            if following is not None and following.start - end <= _MAX_SEVERITY_GAP:
+                gap = text[end : following.start]
+                if not _CONJUNCTION_RE.search(gap) and len(_WORD_RE.findall(_LEVEL_RE.sub(" ", gap))) <= 4:
+                    target = following
+        if target is None:
+            i = bisect.bisect_right(ends, start) - 1
+            previous = findings[i] if i >= 0 else None
+            if previous is not None and start - previous.end <= _MAX_SEVERITY_GAP:
                 gap = text[previous.end : start]  # "listhesis L3/4, grade 2": commas allowed after
                 if not _AND_OR_RE.search(gap) and len(_WORD_RE.findall(_LEVEL_RE.sub(" ", gap))) <= 3:
                     target = previous
@@ -783,7 +901,7 @@ _DESCRIPTOR_RE = re.compile(r"hyperintens\w*|hypointens\w*")
 _BACK_REFERENCE_RE = re.compile(r"\bas\s+(?:described|detailed|mentioned|noted|above|below)\b")
 
 
-def _is_remark(text: str, term: _Finding, findings: list[_Finding]) -> bool:
+def _is_remark(clause: _ClauseIndex, term: _Finding, back_reference: bool) -> bool:
     """Whether an unmapped term is no finding of its own and needs no unmapped row.
 
     That is a generic term denied ("no significant abnormality"), a summary
@@ -791,13 +909,14 @@ def _is_remark(text: str, term: _Finding, findings: list[_Finding]) -> bool:
     described above"), or a signal word describing the mapped finding right
     after it ("T2 hyperintense marrow lesion").
     """
-    term_text = text[term.start : term.end]
-    if _GENERIC_TERM_RE.fullmatch(term_text) and (term.negated or _BACK_REFERENCE_RE.search(text)):
+    term_text = clause.text[term.start : term.end]
+    if _GENERIC_TERM_RE.fullmatch(term_text) and (term.negated or back_reference):
         return True
     if _DESCRIPTOR_RE.fullmatch(term_text):
-        following = next((f for f in findings if f.start >= term.end), None)
+        j = bisect.bisect_left(clause.starts, term.end)
+        following = clause.findings[j] if j < len(clause.findings) else None
         if following is not None and following.condition is not None:
-            return len(_WORD_RE.findall(text[term.end : following.start])) <= 2
+            return clause.words.count_inside(term.end, following.start) <= 2
     return False
 
 
@@ -808,11 +927,14 @@ def _is_degenerative(finding: _Finding) -> bool:
 def _borrow_levels(findings: list[_Finding]) -> None:
     """A disc finding without a level takes those of the nearest finding that has some."""
     donors = [f for f in findings if f.mentions]
+    if not donors:
+        return
+    donor_starts = [d.start for d in donors]
     for finding in findings:
-        if finding.mentions or not _is_degenerative(finding) or not donors:
+        if finding.mentions or not _is_degenerative(finding):
             continue
-        following = [d for d in donors if d.start > finding.start]
-        donor = following[0] if following else donors[-1]
+        i = bisect.bisect_right(donor_starts, finding.start)
+        donor = donors[i] if i < len(donors) else donors[-1]
         finding.mentions = list(donor.mentions)
 
 
@@ -858,40 +980,52 @@ def _clause_rows(
     if not text:
         return ()
     findings = _find_findings(text)
-    mentions = [
-        m for m in _find_levels(text) if not any(f.start < m.end and m.start < f.end for f in findings)
-    ]
+    clause = _ClauseIndex(text, findings)
+    mentions = [m for m in _find_levels(text) if not clause.overlapping(m.start, m.end)]
     # "L4 anterolisthesis on L5": the vertebra after "on" is the one slipped over, not a level of its own.
-    mentions = [
-        m for m in mentions
-        if not any(
-            f.condition == "spondylolisthesis" and f.end <= m.start and _ON_GAP_RE.match(text, f.end, m.start)
-            and any(other.end <= f.start for other in mentions)
-            for f in findings
-        )
-    ]
+    if mentions and any(f.condition == "spondylolisthesis" for f in findings):
+        first_end = mentions[0].end
+        kept = []
+        for m in mentions:
+            i = bisect.bisect_right(clause.ends, m.start) - 1
+            f = findings[i] if i >= 0 else None
+            if (
+                f is not None and f.condition == "spondylolisthesis" and first_end <= f.start
+                and _ON_GAP_RE.match(text, f.end, m.start)
+            ):
+                continue
+            kept.append(m)
+        mentions = kept
     # A cue inside a keyword ("loss of the normal lordosis") qualifies nothing else.
-    cues = [c for c in _find_cues(text) if not any(f.start <= c.start < f.end for f in findings)]
+    cues = [c for c in _find_cues(text) if clause.containing(c.start) is None]
     severities = _find_severities(text)
 
     # A protrusion qualified as extruded/sequestered close by ("extruded disc
     # herniation", "herniation at L5/S1, extruded") is one extrusion.
     for a, b in zip(findings, findings[1:]):
-        if {a.condition, b.condition} == {"protrusion", "extrusion"}:
+        if {a.condition, b.condition} == {"protrusion", "extrusion"} and b.start - a.end <= _MAX_SEVERITY_GAP:
             gap = _LEVEL_RE.sub(" ", text[a.end : b.start])
             if not re.search(r"\b(?:and|or)\b", gap) and len(_WORD_RE.findall(gap)) <= 3:
                 a.condition = b.condition = "extrusion"
 
     bounds = [0] + [m.start() for m in _SPLITTER_RE.finditer(text)] + [len(text)]
+    mention_starts = [m.start for m in mentions]
+    severity_starts = [s[0] for s in severities]
+    cue_starts = [c.start for c in cues]
     orphans: list[_LevelMention] = []
     dangling = False
     for start, end in zip(bounds, bounds[1:]):
-        sub_findings = [f for f in findings if start <= f.start < end]
-        sub_mentions = [m for m in mentions if start <= m.start < end]
-        orphans += _attach_levels(text, sub_findings, sub_mentions)
-        sub_severities = [s for s in severities if start <= s[0] < end]
-        dangling |= _assign_severities(text, sub_findings, sub_severities)
-        _apply_cues(text, sub_findings, cues, start, end)
+        sub_findings = findings[bisect.bisect_left(clause.starts, start) : bisect.bisect_left(clause.starts, end)]
+        sub_mentions = mentions[bisect.bisect_left(mention_starts, start) : bisect.bisect_left(mention_starts, end)]
+        sub_severities = severities[
+            bisect.bisect_left(severity_starts, start) : bisect.bisect_left(severity_starts, end)
+        ]
+        if not (sub_findings or sub_mentions or sub_severities):
+            continue
+        sub_cues = cues[bisect.bisect_left(cue_starts, start) : bisect.bisect_left(cue_starts, end)]
+        orphans += _attach_levels(clause, sub_findings, sub_mentions)
+        dangling |= _assign_severities(clause, sub_findings, sub_severities)
+        _apply_cues(clause, sub_findings, sub_cues)
         _borrow_levels(sub_findings)
     _borrow_levels(findings)
     for finding in findings:
@@ -899,19 +1033,18 @@ def _clause_rows(
             finding.mentions = list(heading)
 
     # A stenosis said to be congenital in its clause is also a congenital narrowing.
-    if not any(f.condition == "congenital_canal_narrowing" for f in findings):
-        outside = text
-        for f in findings:
-            outside = outside[: f.start] + " " * (f.end - f.start) + outside[f.end :]
-        if _CONGENITAL_QUALIFIER_RE.search(outside):
-            for f in [f for f in findings if f.condition == "spinal_stenosis"]:
-                twin = _Finding(f.start, f.end, "congenital_canal_narrowing", list(f.mentions))
-                twin.negated, twin.uncertain = f.negated, f.uncertain
-                findings.append(twin)
+    if not any(f.condition == "congenital_canal_narrowing" for f in findings) and any(
+        not clause.overlapping(m.start(), m.end()) for m in _CONGENITAL_QUALIFIER_RE.finditer(text)
+    ):
+        for f in [f for f in findings if f.condition == "spinal_stenosis"]:
+            twin = _Finding(f.start, f.end, "congenital_canal_narrowing", list(f.mentions))
+            twin.negated, twin.uncertain = f.negated, f.uncertain
+            findings.append(twin)
 
     source_text = re.sub(r"\s+", " ", source).strip(" ,;:.")
     rows: list[_Row] = []
-    unmapped = [f for f in findings if f.condition is None and not _is_remark(text, f, findings)]
+    back_reference = bool(_BACK_REFERENCE_RE.search(text))
+    unmapped = [f for f in findings if f.condition is None and not _is_remark(clause, f, back_reference)]
     for finding in findings:
         if finding.condition is None:
             continue
@@ -943,20 +1076,22 @@ def _clause_rows(
 # ---------------------------------------------------------------------------
 
 
-def _stands_alone(inner: str, sentence: str) -> bool:
+def _stands_alone(inner: str, sentence_conditions: Counter) -> bool:
     """Whether bracketed text is a clause of its own rather than a gloss of its clause.
 
     It stands alone when it names a finding and adds a level, a severity, a cue
     or a condition the rest of the sentence does not name; "(HIZ)" after
-    "annular fissure" or "(C6/7)" stay in their clause.
+    "annular fissure" or "(C6/7)" stay in their clause. ``sentence_conditions``
+    counts the conditions of the whole sentence, brackets included.
     """
     inner_text = _normalise(inner)
-    conditions = {f.condition for f in _find_findings(inner_text)} - {None}
+    inner_conditions = Counter(f.condition for f in _find_findings(inner_text))
+    conditions = set(inner_conditions) - {None}
     if not conditions:
         return False
     if _find_levels(inner_text) or _find_severities(inner_text) or _find_cues(inner_text):
         return True
-    outer = {f.condition for f in _find_findings(_normalise(sentence.replace(inner, " ")))}
+    outer = {c for c, n in sentence_conditions.items() if n > inner_conditions.get(c, 0)}
     return not conditions <= outer
 
 
@@ -970,6 +1105,7 @@ def _split_top_level(sentence: str) -> tuple[list[str], list[str]]:
         return [s for s in sentence.split(",") if s.strip()], []
     segments: list[str] = []
     extracted: list[str] = []
+    sentence_conditions = Counter(f.condition for f in _find_findings(_normalise(sentence)))
     depth = 0
     current: list[str] = []
     bracket: list[str] = []
@@ -984,7 +1120,7 @@ def _split_top_level(sentence: str) -> tuple[list[str], list[str]]:
             depth -= 1
             if depth == 0:
                 inner = "".join(bracket)
-                if _stands_alone(inner, sentence):
+                if _stands_alone(inner, sentence_conditions):
                     extracted.append(inner)
                     current.append(" ")
                 else:
@@ -1012,10 +1148,14 @@ def _segment_profile(segment: str) -> tuple[bool, bool, bool, bool]:
     levels = _find_levels(text)
     rest = _LEVEL_RE.sub(" ", text)
     only_levels = bool(levels) and not findings and bool(_FILLER_RE.match(rest))
-    open_negation = False
-    for match in _NEG_PRE_RE.finditer(text):
-        if not _has_terminator(text, match.end(), len(text)) and not _SPLITTER_RE.search(text, match.end()):
-            open_negation = any(f.start >= match.end() for f in findings)
+    # Only the last negation can still be open: a terminator after it ends every earlier one too.
+    last = None
+    for last in _NEG_PRE_RE.finditer(text):
+        pass
+    open_negation = bool(
+        last is not None and findings and findings[-1].start >= last.end()
+        and not _has_terminator(text, last.end(), len(text)) and not _SPLITTER_RE.search(text, last.end())
+    )
     return bool(findings), only_levels, open_negation, bool(_OR_NOR_RE.search(text))
 
 
@@ -1033,49 +1173,61 @@ def _is_qualifier(segment: str) -> bool:
     return bool(_FILLER_RE.match(_LEVEL_RE.sub(" ", rest).strip()))
 
 
+def _stops_a_negated_list(segment: str) -> bool:
+    """Whether a comma segment ends a negated list: it has a severity or a cue of its own."""
+    text = _normalise(segment)
+    return bool(_find_severities(text)) or any(k.kind in ("neg_pre", "unc_pre", "unc_post") for k in _find_cues(text))
+
+
 @functools.lru_cache(maxsize=16384)
 def _sentence_clauses(sentence: str) -> tuple[str, ...]:
-    """The clauses of one sentence, with level lists and negated lists kept together."""
+    """The clauses of one sentence, with level lists and negated lists kept together.
+
+    Every step looks at each comma segment a bounded number of times, so that a
+    sentence of any length is split in linear time.
+    """
     segments, extracted = _split_top_level(sentence)
     profiles = [_segment_profile(s) for s in segments]
-    merged: list[str] = []
-    merged_profiles: list[tuple[bool, bool, bool, bool]] = []
+    # Levels opening the sentence ("L3/4, L4/5: ...") belong to the first segment that says more.
+    lead = 0
+    while lead + 1 < len(segments) and profiles[lead][1]:
+        lead += 1
+    if lead:
+        segments = [",".join(segments[: lead + 1])] + segments[lead + 1 :]
+        profiles = [_segment_profile(segments[0])] + profiles[lead + 1 :]
+    count = len(segments)
+    # "no fracture, listhesis or stenosis": an open negation runs on to the next segment
+    # holding "or"/"nor", unless a segment with a severity or a cue of its own comes first.
+    stops = [_stops_a_negated_list(s) for s in segments]
+    next_event = [count] * (count + 1)
+    for k in range(count - 1, -1, -1):
+        next_event[k] = k if stops[k] or profiles[k][3] else next_event[k + 1]
+    merged: list[list[str]] = []
     i = 0
-    while i < len(segments):
+    while i < count:
         segment, profile = segments[i], profiles[i]
         if merged and (profile[1] or _is_qualifier(segment)):
-            merged[-1] += "," + segment
+            merged[-1].append(segment)
             i += 1
             continue
-        if profile[1] and i + 1 < len(segments) and not merged:
-            segments[i + 1] = segment + "," + segments[i + 1]
-            profiles[i + 1] = _segment_profile(segments[i + 1])
-            i += 1
-            continue
+        parts = [segment]
         if profile[2]:
-            # "no fracture, listhesis or stenosis": the negation runs to the "or".
-            for j in range(i + 1, len(segments)):
-                later = _normalise(segments[j])
-                if _find_severities(later) or any(
-                    k.kind in ("neg_pre", "unc_pre", "unc_post") for k in _find_cues(later)
-                ):
-                    break
-                if profiles[j][3]:
-                    segment = ",".join(segments[i : j + 1])
-                    i = j
-                    break
-        merged.append(segment)
-        merged_profiles.append(profile)
+            j = next_event[i + 1]
+            if j < count and not stops[j]:
+                parts = segments[i : j + 1]
+                i = j
+        merged.append(parts)
         i += 1
+    clauses = [",".join(parts) for parts in merged]
     # "the lowest, L6, is a transitional vertebra": a run of levels that names no
     # finding belongs to the clause after it.
     joined: list[str] = []
     carry = ""
-    for clause in merged:
+    for clause in clauses:
         clause = carry + "," + clause if carry else clause
         carry = ""
         profile = _segment_profile(clause)
-        if profile[1] and not profile[0] and len(joined) + 1 < len(merged):
+        if profile[1] and not profile[0] and len(joined) + 1 < len(clauses):
             carry = clause
             continue
         joined.append(clause)

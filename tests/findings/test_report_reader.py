@@ -164,8 +164,9 @@ def test_a_level_heading_applies_to_its_line():
 
 
 def test_no_spinal_cord_compression_is_negated():
-    assert rows("no spinal cord compression") == [("", "cord_abnormality", "present", True, False, True)]
-    assert rows("Spinal cord is not compressed") == [("", "cord_abnormality", "present", True, False, True)]
+    # Cord compression is a narrowed canal (spinal stenosis), not a cord abnormality.
+    assert rows("no spinal cord compression") == [("", "spinal_stenosis", "present", True, False, True)]
+    assert rows("Spinal cord is not compressed") == [("", "spinal_stenosis", "present", True, False, True)]
 
 
 @pytest.mark.parametrize(
@@ -196,7 +197,7 @@ def test_negation_stays_in_its_scope():
     assert all(found[c][3] for c in ("fracture", "spondylolisthesis", "bone_lesion"))
     assert found["scoliosis"][3] is False
     found = {r[1]: r for r in rows("no spinal cord compression, mild kyphosis")}
-    assert found["cord_abnormality"][3] is True and found["kyphosis_or_lordosis"][3] is False
+    assert found["spinal_stenosis"][3] is True and found["kyphosis_or_lordosis"][3] is False
     # "normal" inside a keyword negates nothing
     assert mapped("Loss of the normal cervical lordosis and disc bulge C5/6") == [
         ("", "kyphosis_or_lordosis", "present"),
@@ -275,7 +276,7 @@ def test_severity_defaults_and_clamping():
         ("disc protusion C5/6", ("C5", "protrusion", "mild")),
         ("moderate desication L3/4", ("L3", "desiccation", "moderate")),
         ("spinal stenossis L4/5", ("L4", "spinal_stenosis", "present")),
-        ("mild spinal cord compresion", ("", "cord_abnormality", "mild")),
+        ("mild spinal cord compresion", ("", "spinal_stenosis", "mild")),
         ("mild kyfphosis", ("", "kyphosis_or_lordosis", "mild")),
         ("DISC HERNIATION L4-L5", ("L4", "protrusion", "mild")),
     ],
@@ -317,7 +318,6 @@ def test_typos_and_case(text, expected):
         ("retrolisthesis L2/3", "spondylolisthesis"),
         ("central canal stenosis L4/5", "spinal_stenosis"),
         ("canal narrowing L4/5", "spinal_stenosis"),
-        ("bilateral foraminal narrowing L4/5", "spinal_stenosis"),
         ("congenitally narrow canal", "congenital_canal_narrowing"),
         ("developmental canal narrowing", "congenital_canal_narrowing"),
         ("cord signal change C4", "cord_abnormality"),
@@ -353,7 +353,8 @@ def test_a_stenosis_called_congenital_gives_both_rows():
     found = mapped("Combined spinal canal stenosis C3-5 (congenital and degenerative) with spinal cord compression")
     assert ("C3", "spinal_stenosis", "present") in found
     assert ("C3", "congenital_canal_narrowing", "present") in found
-    assert ("", "cord_abnormality", "present") in found
+    assert ("", "spinal_stenosis", "present") in found  # the cord compression
+    assert ("", "congenital_canal_narrowing", "present") not in found
 
 
 def test_one_row_per_level_and_condition():
@@ -394,7 +395,7 @@ def test_a_report_with_nothing_mappable_keeps_its_whole_text():
 
 REAL_NOTES = {
     "mild spinal cord compression due to C5-7 disc protrusions": [
-        ("", "cord_abnormality", "mild", False, False, True),
+        ("", "spinal_stenosis", "mild", False, False, True),
         ("C5", "protrusion", "mild", False, False, True),
         ("C6", "protrusion", "mild", False, False, True),
     ],
@@ -420,36 +421,36 @@ REAL_NOTES = {
         (lv, "protrusion", "mild", False, False, True) for lv in ("C4", "C5", "C6", "T4", "T5")
     ],
     "Spinal cord compression due to disc protrusions C4-7 (at the level C6/7 rather severe spinal cord compression)": [
-        ("", "cord_abnormality", "present", False, False, True),
+        ("", "spinal_stenosis", "present", False, False, True),
         *[(lv, "protrusion", "mild", False, False, True) for lv in ("C4", "C5", "C6")],
-        ("C6", "cord_abnormality", "severe", False, False, True),
+        ("C6", "spinal_stenosis", "severe", False, False, True),
     ],
     "Disc protrusions C4-7, mild spinal cord compression (C6/7)": [
         *[(lv, "protrusion", "mild", False, False, True) for lv in ("C4", "C5", "C6")],
-        ("C6", "cord_abnormality", "mild", False, False, True),
+        ("C6", "spinal_stenosis", "mild", False, False, True),
     ],
     "Mild spinal cord compressions due to disc protrusions and primarily narrow spinal canal": [
-        ("", "cord_abnormality", "mild", False, False, True),
+        ("", "spinal_stenosis", "mild", False, False, True),
         ("", "protrusion", "mild", False, False, True),
         ("", "congenital_canal_narrowing", "present", False, False, True),
     ],
     "Spinal cord T2 signal inhomogenities (extensive artifacts), no spinal cord compression; T2w SC seg is fine": [
         ("", "", "", False, False, False),
-        ("", "cord_abnormality", "present", True, False, True),
+        ("", "spinal_stenosis", "present", True, False, True),
     ],
     "Chondrosis and disc protrusions C4-6, mild spinal cord compresion (contour change) at C5/6": [
         ("C4", "protrusion", "mild", False, False, True),
         ("C5", "protrusion", "mild", False, False, True),
         ("", "", "", False, False, False),
-        ("C5", "cord_abnormality", "mild", False, False, True),
+        ("C5", "spinal_stenosis", "mild", False, False, True),
     ],
     "ligamentum flavum hypertrophy C6/7": [("C6", "", "", False, False, False)],
     "C5/6 disc protrusion with mild spinal cord compression": [
         ("C5", "protrusion", "mild", False, False, True),
-        ("", "cord_abnormality", "mild", False, False, True),
+        ("", "spinal_stenosis", "mild", False, False, True),
     ],
     "Mild spinal cord compression due to disc protrusion C4/5 and disc hernia C5/6": [
-        ("", "cord_abnormality", "mild", False, False, True),
+        ("", "spinal_stenosis", "mild", False, False, True),
         ("C4", "protrusion", "mild", False, False, True),
         ("C5", "protrusion", "mild", False, False, True),
     ],
@@ -489,7 +490,7 @@ def test_the_whole_real_table():
     # "no ... compression" is never an affirmed finding
     for series_id, note in non_empty.items():
         if re.search(r"\bno [\w ]*compression", note, re.I):
-            cord = findings[(findings["series_id"] == series_id) & (findings["condition"] == "cord_abnormality")]
+            cord = findings[(findings["series_id"] == series_id) & (findings["condition"] == "spinal_stenosis")]
             assert len(cord) and cord["negated"].all(), note
     # most notes map to findings
     assert good["series_id"].nunique() >= 180
@@ -542,7 +543,7 @@ def test_cli_reads_a_tsv_and_writes_a_csv(reports_tsv: Path, tmp_path: Path):
     written = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert tuple(written.columns) == FINDINGS_COLUMNS
     assert written["series_id"].tolist() == ["s1", "s1", "s1", "s2", "s4", "s4"]
-    assert written["condition"].tolist() == ["protrusion"] * 3 + ["cord_abnormality", "", "disc_bulge"]
+    assert written["condition"].tolist() == ["protrusion"] * 3 + ["spinal_stenosis", "", "disc_bulge"]
     assert result.stderr.strip().splitlines() == [
         "read 3 reports: 5 findings (1 negated, 0 uncertain), 1 unmapped rows"
     ]

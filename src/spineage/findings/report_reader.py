@@ -5,9 +5,10 @@ module turns each report into rows of ``findings.csv`` (see
 ``shared/docs/DESIGN.md``): one row per (report, level, condition), with the
 vocabulary of :mod:`spineage.findings.vocabulary`. It is rule-based,
 deterministic and fast (precompiled regular expressions, about a millisecond per
-report; ``benchmarks/bench_report_reader.py``), and it never guesses: text it cannot map is kept as an
-*unmapped* row (``mapped=False``, ``condition=""``) so that it can be counted and
-read.
+report, and time linear in a report's length: a megabyte pasted as one clause
+reads in about two seconds; ``benchmarks/bench_report_reader.py``), and it never
+guesses: text it cannot map is kept as an *unmapped* row (``mapped=False``,
+``condition=""``) so that it can be counted and read.
 
 Example:
     >>> from spineage.findings.report_reader import read_report
@@ -37,16 +38,26 @@ How a report is read:
   lesion, transitional vertebra, soft-tissue oedema) a level expression means
   the vertebrae themselves, endpoints included ("T11-L2 fractures" is T11, T12,
   L1, L2). "T1"/"T2" followed by a sequence word ("T2 signal", "T2w", "T2
-  hyperintensity") is an MRI sequence, not a level. Levels outside the
-  vocabulary (C1, S1-S5) leave the row with level "".
+  hyperintensity") is an MRI sequence, not a level; a vertebra naming a nerve
+  root ("the traversing L5 nerve root", "S1 radiculopathy") is no level either.
+  Typed levels: "L45" is L4/5 (two digits in a row that no vertebra has),
+  "L5S1" and "C7T1" are discs, and "C7-T!", "C7-TI", "C4-CS" are C7/T1 and
+  C4/5 (a shifted or look-alike digit after a level's hyphen). Levels outside
+  the vocabulary (C1, S1-S5) leave a row with level ""; a disc (degenerative)
+  finding whose written levels are all outside the spine or the vocabulary
+  ("protrusions L9/10 and C1/2 and S1/2") is an unmapped row instead.
 * **Which finding a level belongs to.** A level list after a finding belongs to
   it ("disc protrusion C4/5"), one before a finding to the next finding ("C4/5
   disc protrusion", "at the level C6/7 severe cord compression"). A disc
   (degenerative) finding with no level of its own borrows the levels of its
   neighbour ("disc protrusion and kyphosis at C3/4"; "disc bulge with annular
-  fissure at L4/5"), and a line headed "L4-5: ..." or a sentence opening "At
-  L4-5, ..." gives its level to every finding that names none, until a
-  sentence names levels of its own. A list "Desiccation: mild at C4/5;
+  fissure at L4/5"), and a line headed by levels gives them to every finding
+  that names none, until a sentence names levels of its own: "L4-5: ...",
+  "L4-5 level: ...", "L3-4 - ...", "T12-L1 through L2-L3: ...", "L4-L5 and
+  L5-S1: ...", a disc opening the line before a capital ("C4-C5 Disc bulge
+  ..."), and a sentence opening "At L4-5, ..." or "At L4-5 there is ..." (not
+  "At C4/5 and C5/6 ..."). A heading alone on its line heads the lines below
+  it, until a blank line, a label or another heading. A list "Desiccation: mild at C4/5;
   moderate at C5/6" gives its label's finding to every part. Section labels
   ("Impression:", "C-spine:") are skipped. Pathologies and other findings keep
   level "" when no level is written for them: the cord compression in
@@ -55,7 +66,11 @@ How a report is read:
   ``mild``; moderate: ``moderate``; severe, marked, advanced, large,
   significant, pronounced, extensive, high-grade: ``severe``; near/nearly/almost
   complete: ``near_complete`` (desiccation only; ``severe`` elsewhere). A range
-  or run ("mild to moderate", "moderately severe") takes the higher grade.
+  or run ("mild to moderate", "moderately severe") takes the higher grade. A
+  severity word qualifies the finding it sits in ("the canal is moderately
+  narrowed"), else the next within four words and no conjunction (a pair of
+  places does not count: "large central and right paracentral herniation"),
+  else the one before.
   "Grade 1/2/3+" (Meyerding, Genant) is mild/moderate/severe for spondylolisthesis
   and fractures only.
   A severity is clamped to what the condition allows (a "large extrusion" is
@@ -65,18 +80,30 @@ How a report is read:
   are ``present``.
 * **Negation and uncertainty** are scoped to the sub-clause. Cues before a
   finding ("no", "not", "without", "negative for", "free of", "absence of",
-  "nor"; "normal" for the next three words) reach forward until "but",
-  "however", "except", "otherwise" ... or an "and" that starts a graded finding
-  ("no stenosis and mild kyphosis"); cues after it ("ruled out", "excluded",
-  "not seen", "is normal/preserved/unremarkable") reach back. Uncertainty:
-  "possible", "probable", "questionable", "suspected", "suspicious for", "may
-  represent", "likely", "cannot be excluded", "not ruled out", "?". Negated and
+  "lack of", "nor", "no longer", "(interval) resolution of", "unlikely to
+  represent", "less likely"; "normal", "preserved", "preservation of",
+  "maintained", "absent", "resolved", "intact" for the next three words) reach
+  forward until "but", "however", "except", "otherwise" ... or an "and" that
+  starts a graded finding ("no stenosis and mild kyphosis"); cues after it
+  ("ruled out", "excluded", "not seen", "is normal/preserved/unremarkable", "is
+  no longer seen", "has resolved", "is unlikely") reach back. Resolved findings
+  are negated. Uncertainty: "possible", "probable", "questionable",
+  "suspected", "suspicious for", "concerning for", "suggestive of", "may
+  represent", "likely", "differential", "cannot be excluded", "not ruled out",
+  "?", and "versus" both ways ("haemangioma versus metastasis"). Negated and
   uncertain findings are still emitted, flagged.
 * **Synonyms** (British and American spellings, case-insensitive, typos of one
   letter in words of seven letters or more: "protusion", "desication",
-  "compresion", "kyfphosis"): see :data:`CONDITION_PATTERNS`. Decisions:
-  foraminal and lateral-recess stenosis/narrowing count as ``spinal_stenosis``
-  (the only stenosis class of the vocabulary); a narrow canal qualified as
+  "compresion", "kyfphosis"): see :data:`CONDITION_PATTERNS`; "spur-disk
+  complex" and "bony ridging" are disc-osteophyte complexes, "uncinate
+  spurring" and "spurring of the uncovertebral joints" uncovertebral
+  osteophytes. Decisions: ``spinal_stenosis`` is the central (spinal canal)
+  stenosis; foraminal, subarticular and lateral-recess narrowing is another
+  finding, outside the vocabulary (an unmapped term; "central canal and
+  foraminal stenosis" is a spinal stenosis and that term). Cord compression,
+  flattening or deformity is a ``spinal_stenosis`` (a narrowed canal), not a
+  ``cord_abnormality`` (signal change, myelomalacia, syrinx, cord oedema,
+  myelopathy). A narrow canal qualified as
   congenital, developmental, constitutional or primary ("primarily narrow
   spinal canal") is ``congenital_canal_narrowing``, and a stenosis described
   as congenital in its clause ("canal stenosis C3-5 (congenital and
@@ -85,8 +112,9 @@ How a report is read:
   unless it is of the cord, an endplate or the bone marrow.
 * **Unmapped rows.** A clause keeps one unmapped row (``mapped=False``,
   ``condition=""``, ``severity=""``) when it names a finding-like term the
-  reader cannot map (chondrosis, ligamentum flavum hypertrophy, cord
-  inhomogeneities, widening, lesion, cyst, ...), or names a level or a severity
+  reader cannot map (chondrosis, ligamentum flavum hypertrophy, foraminal
+  narrowing, cord inhomogeneities, widening, lesion, cyst, ...) and does not
+  deny it ("no foraminal stenosis" leaves no row), or names a level or a severity
   but no finding ("visualised central canal at the level C6"). Its level is the
   one level it names, else "". A clause with neither a term, a level nor a
   severity ("visualised central canal", "T2 flow void artifacts of CSF") is
@@ -142,10 +170,16 @@ EMPTY_NOTES: frozenset[str] = frozenset({"", "n/a", "na", "nan", "none", "null",
 
 _DISC = r"(?:intervertebral\s+)?dis[ck]"
 _OEDEMA = r"o?edema(?:tous)?"
-_STENOSIS_PLACE = (
-    r"(?:spinal|central|canal|foraminal|neural|neuro-?foraminal|lateral|recess|subarticular|thecal|sac|foramen|"
-    r"foramina|exit|bilateral|bilaterally|left|right|left-sided|right-sided|sided|(?:left|right)-?sided)"
+# Words that may qualify a central (spinal canal) stenosis. Foraminal, subarticular and
+# lateral-recess narrowing is another finding (_FORAMEN), outside the vocabulary.
+_STENOSIS_PLACE = r"(?:spinal|central|canal|thecal|sac|cervical|thoracic|lumbar|acquired|degenerative|multi-?level)"
+_SIDE = r"(?:left|right|bilateral(?:ly)?|both|\w+-sided|(?:left|right)\s+(?:greater|more|worse)\s+than\s+(?:left|right))"
+_FORAMEN = (
+    r"(?:(?:neural|neuro-?|exit(?:ing)?|intervertebral|nerve\s+root)\s*)?(?:foramin\w*|foramen|neuroforamin\w*)"
+    r"|(?:lateral|subarticular)(?:\s+(?:recess(?:es)?|zones?|gutters?))?|recess(?:es)?"
 )
+_NARROWING = r"(?:stenos[ie]s|stenotic|narrow\w*|compromis\w*|encroach\w*|impinge\w*|effacement)"
+_UNCO = r"(?:uncovertebral|unco-?vertebral|uncinate)"
 
 CONDITION_PATTERNS: dict[str, tuple[str, ...]] = {
     "extrusion": (
@@ -159,25 +193,31 @@ CONDITION_PATTERNS: dict[str, tuple[str, ...]] = {
     ),
     "disc_bulge": (rf"(?:{_DISC}\s+|annular\s+)?bulg(?:e|es|ing|ed)",),
     "disc_osteophyte_complex": (
-        rf"{_DISC}[\s-]*osteophyt\w*(?:\s+(?:complex(?:es)?|ridg\w*|bar))?",
-        rf"{_DISC}[\s-]+bar(?:\s+complex(?:es)?)?",
+        rf"{_DISC}[\s/-]*(?:and\s+)?osteophyt\w*(?:\s+(?:complex(?:es)?|ridg\w*|bars?))?",
+        rf"{_DISC}[\s/-]+(?:bar|spur)s?(?:\s+complex(?:es)?)?",
+        rf"(?:spur|osteophyte)[\s/-]+(?:and\s+)?{_DISC}s?(?:\s+(?:complex(?:es)?|bars?|ridg\w*))",
         r"\bdocs?\b",
-        r"osteophytic\s+ridg\w*",
-        r"spondylotic\s+ridg\w*",
+        r"(?:osteophytic|spondylotic|bony|ossific|spondylitic)\s+ridg\w*",
     ),
     "uncovertebral_osteophyte": (
-        r"uncovertebral\s+(?:joints?\s+)?(?:osteophyt\w*|hypertroph\w*|arthros[ie]s|arthropath\w*|spur\w*|degenerat\w*)",
-        r"(?:uncinate|uncovertebral)\s+(?:process\s+)?(?:hypertroph\w*|osteophyt\w*|spur\w*)",
+        rf"(?:hypertrophic\s+)?{_UNCO}(?:\s+(?:and|/|&)\s+facet)?(?:\s+(?:joints?|process(?:es)?))?"
+        r"(?:\s+(?:osteophyt\w*|hypertroph\w*|arthros[ie]s|arthropath\w*|osteoarthrit\w*|arthrit\w*|spur\w*"
+        r"|degenerat\w*|disease|ridg\w*|productive\s+changes?|changes?))?",
+        r"(?:osteophyt\w*|spur\w*|hypertroph\w*|arthropath\w*|arthros[ie]s|degenerat\w*)\s+(?:arising\s+)?"
+        rf"(?:of|at|from|involving|in|along)\s+(?:the\s+)?(?:{_SIDE}\s+)?{_UNCO}(?:\s+(?:joints?|process(?:es)?))?",
     ),
     "desiccation": (
         r"des+ic+at\w*",
         r"dehydrat\w*",
-        rf"loss\s+of\s+(?:the\s+)?(?:normal\s+)?(?:t2\s+)?{_DISC}\s+(?:signal|hydration)",
-        r"loss\s+of\s+(?:the\s+)?(?:normal\s+)?(?:t2\s+)?(?:signal|hydration)"
-        r"(?=\s+(?:of|in|within)\s+(?:the\s+)?(?:\S+\s+)?dis[ck])",
-        rf"{_DISC}\s+(?:t2\s+)?signal\s+loss",
+        rf"(?:loss|reduction|diminution|decrease)\s+(?:of|in)\s+(?:the\s+)?(?:normal\s+)?(?:t2\s+)?{_DISC}\s+"
+        r"(?:height\s+and\s+)?(?:t2\s+)?(?:signal|hydration)",
+        r"(?:loss\s+of|reduced|decreased|diminished|low|lower|reduction\s+(?:of|in)|decrease\s+in)\s+(?:the\s+)?"
+        r"(?:normal\s+)?(?:t2\s+)?(?:signal(?:\s+intensity)?|hydration|water\s+content)"
+        r"(?=\s+(?:of|in|within|at)\s+(?:the\s+)?(?:\S+\s+){0,4}?(?:intervertebral\s+)?dis[ck])",
+        rf"{_DISC}s?\s+(?:height\s+and\s+)?(?:t2\s+)?signal\s+loss",
         rf"(?:reduced|decreased|diminished|low)\s+(?:t2\s+)?{_DISC}\s+signal",
-        r"black\s+dis[ck]s?",
+        r"(?:black|dark)\s+dis[ck]s?",
+        r"(?:t2\s+)?hypointens\w*\s+dis[ck]s?",
     ),
     "endplate_change": (
         r"modic(?:\s+type)?(?:\s*(?:[123]|i{1,3})\b(?:\s*(?:/|and|-)\s*(?:[123]|i{1,3})\b)?)?(?:\s+(?:end[\s-]?plate\s+)?(?:changes?|degenerat\w*))?",
@@ -185,7 +225,10 @@ CONDITION_PATTERNS: dict[str, tuple[str, ...]] = {
         r"type\s+(?:[123]|i{1,3})\s+(?:end[\s-]?plate|modic)\s+changes?",
     ),
     "annular_fissure": (
-        r"an+ul(?:ar|us)\s+(?:fibrosus\s+)?(?:fissur\w*|tears?)",
+        r"an+ul(?:ar|us)\s+(?:fibros[ui]s\s+)?(?:\w+\s+)?(?:fissur\w*|tears?|rents?)",
+        r"(?:fissur\w*|tears?|rents?|disruption)\s+(?:of|in|within|involving)\s+(?:the\s+)?(?:\w+\s+)?an+ul(?:ar|us)"
+        r"(?:\s+fibros[ui]s)?",
+        r"torn\s+an+ulus",
         r"high[\s-]intensity\s+zones?",
         r"\bhizs?\b",
     ),
@@ -196,30 +239,40 @@ CONDITION_PATTERNS: dict[str, tuple[str, ...]] = {
     ),
     "congenital_canal_narrowing": (
         r"(?:congenital(?:ly)?|developmental(?:ly)?|constitutional(?:ly)?|primar(?:y|ily))\s+"
-        r"(?:(?:small|narrow(?:ed)?)\s+)?(?:(?:spinal|central|bony|cervical|lumbar|thoracic)\s+)*"
+        r"(?:(?:small|narrow(?:ed)?)\s+)?(?:(?:spinal|central|bony|cervical|lumbar|thoracic)\s+){0,4}"
         r"(?:canal\s+)?(?:narrow\w*|stenos[ie]s|stenotic|small|canal)",
         r"short\s+pedicles?",
     ),
     "spinal_stenosis": (
-        rf"(?:{_STENOSIS_PLACE}\s+)*stenos[ie]s",
-        r"stenotic",
-        rf"(?:{_STENOSIS_PLACE}\s+)*(?:canal|foraminal|foramina|foramen|recess|recesses)\s+(?:narrowing|compromise)",
-        rf"narrow(?:ing|ed)\s+(?:of\s+)?(?:the\s+)?(?:{_STENOSIS_PLACE}\s+)*(?:canal|foram\w*|recess\w*)",
-        r"narrow(?:ed)?\s+(?:spinal\s+|central\s+)?canal",
+        # "central canal and foraminal stenosis": the central part; the foraminal part is another term.
+        rf"(?:{_STENOSIS_PLACE}\s+){{0,3}}(?:central|spinal|canal)(?:\s+canal)?"
+        rf"(?=\s+(?:and|or|/|&)\s+(?:\w+\s+){{0,3}}?(?:{_FORAMEN})\s+{_NARROWING})",
+        rf"(?:{_STENOSIS_PLACE}\s+){{0,4}}stenos[ie]s",
+        r"stenotic(?!\s+(?:neural\s+)?(?:foram\w*|recess\w*|lateral))",
+        rf"(?:{_STENOSIS_PLACE}\s+){{0,4}}canal\s+(?:narrowing|compromise|encroachment)",
+        rf"narrow(?:ing|ed|s)?\s+(?:of\s+)?(?:the\s+)?(?:{_STENOSIS_PLACE}\s+){{0,3}}canal",
+        r"canal\s+(?:is\s+|was\s+)?(?:\w+ly\s+)?narrowed",
+        # Cord compression is a stenosis (a narrowed canal), not a cord abnormality (signal change).
+        rf"(?:spinal\s+)?cord\s+(?:compressions?|impingement|deformit\w*|flattening|effacement|indentation)",
+        r"(?:spinal\s+)?cord\s+(?:is\s+|was\s+)?(?:not\s+)?(?:compressed|impinged|flattened|deformed)",
+        r"(?:compression|flattening|impingement|deformit\w*|effacement|indentation|mass\s+effect)\s+(?:of|on|upon)\s+"
+        r"the\s+(?:\w+\s+)?(?:spinal\s+)?cord",
+        r"(?:compress\w*|flatten\w*|deform\w*)\s+the\s+(?:\w+\s+)?(?:spinal\s+)?cord",
     ),
     "cord_abnormality": (
-        r"(?:myelopath\w*\s+)?(?:spinal\s+)?cord\s+(?:compressions?|impingement|deformit\w*|flattening|"
-        rf"(?:t2\s+)?(?:signal\s+)?(?:changes?|abnormalit\w*|alterations?|hyperintens\w*)|{_OEDEMA}|lesions?|contusion|atrophy|myelomalacia)",
-        r"(?:spinal\s+)?cord\s+(?:is\s+|was\s+)?(?:not\s+)?(?:compressed|impinged|flattened|deformed)",
-        r"compression\s+of\s+the\s+(?:spinal\s+)?cord",
+        r"(?:myelopath\w*\s+)?(?:spinal\s+)?cord\s+"
+        rf"(?:(?:t2\s+)?(?:signal\s+)?(?:changes?|abnormalit\w*|alterations?|hyperintens\w*)|{_OEDEMA}|lesions?|contusion|atrophy|myelomalacia)",
+        r"(?:abnormal|increased|high)\s+(?:t2\s+)?(?:cord|intramedullary)\s+signal",
+        r"cord\s+signal\s+(?:is\s+)?abnormal",
         r"myelopath\w*",
         r"myelomalaci\w*",
         r"syrinx|syringo\w*|hydromyeli\w*",
         r"intramedullary\s+(?:t2\s+)?(?:signal\s+(?:changes?|abnormalit\w*)|lesions?|hyperintens\w*)",
-        r"(?:t2\s+)?(?:hyperintens\w*|abnormal)\s+(?:t2\s+)?signal\s+(?:with)?in\s+the\s+(?:spinal\s+)?cord",
+        r"(?:t2\s+)?(?:hyperintens\w*|abnormal|increased|high)\s+(?:t2\s+)?signal(?:\s+intensity)?\s+(?:with)?in\s+the\s+"
+        r"(?:\w+\s+)?(?:spinal\s+)?cord",
     ),
     "fracture": (
-        r"(?:(?:compression|burst|wedge|insufficiency|osteoporotic|pathologic(?:al)?|vertebral)\s+)*fractur\w*",
+        r"(?:(?:compression|burst|wedge|insufficiency|osteoporotic|pathologic(?:al)?|vertebral)\s+){0,4}fractur\w*",
         r"(?:wedge|wedging|compression)\s+(?:compression\s+)?deformit\w*",
         r"vertebral\s+(?:body\s+)?(?:height\s+loss|collapse)",
         r"loss\s+of\s+(?:the\s+)?vertebral\s+(?:body\s+)?height",
@@ -261,6 +314,11 @@ CONDITION_PATTERNS: dict[str, tuple[str, ...]] = {
 """Regular expressions (on lower-cased, typo-corrected text) for each condition."""
 
 UNMAPPED_TERM_PATTERNS: tuple[str, ...] = (
+    # Foraminal, subarticular and lateral-recess narrowing: not a central (spinal canal) stenosis.
+    rf"(?:{_SIDE}\s+){{0,3}}(?:{_FORAMEN})\s+{_NARROWING}"
+    rf"|(?:stenos[ie]s|narrow\w*|compromis\w*|encroach\w*)\s+(?:of\s+|in\s+)?(?:the\s+)?(?:{_SIDE}\s+){{0,3}}(?:{_FORAMEN})"
+    rf"|(?:{_SIDE}\s+){{0,3}}(?:{_FORAMEN})(?=\s+(?:and|or|/|&)\s+(?:\w+\s+){{0,3}}?(?:central|spinal|canal)\b)"
+    rf"|(?:{_FORAMEN})\s+(?:is|are)\s+(?:\w+\s+)?(?:narrowed|stenotic)",
     rf"(?:bone\s+)?marrow\s+{_OEDEMA}",
     rf"{_OEDEMA}\s+(?:of|in|within)\s+(?:the\s+)?(?:\w+\s+)?(?:vertebral\s+body|vertebra|bone|marrow)",
     r"(?:osteo)?chondros[ie]s",
@@ -304,19 +362,31 @@ _SEVERITY_WORDS: dict[str, tuple[str, ...]] = {
 }
 _GRADE_VALUES = {"1": 1, "i": 1, "2": 2, "ii": 2, "3": 3, "iii": 3, "4": 3, "iv": 3, "5": 3, "v": 3}
 
-_NEG_PRE = r"\b(?:no|not|without|negative\s+for|free\s+of|absence\s+of|nor|neither)\b"
-_NEG_NORMAL = r"\bnormal\b"
+_NEG_PRE = (
+    r"\b(?:no|not|without|negative\s+for|free\s+of|absence\s+of|lack\s+of|nor|neither|no\s+longer"
+    r"|(?:interval\s+)?resolution\s+of|unlikely\s+to\s+(?:represent|be|reflect)|(?:less|not)\s+likely|doubtful\s+for)\b"
+)
+# Words that deny only what follows closely ("normal cervical lordosis", "preservation of the
+# lumbar lordosis", "absent Modic changes"): at most three words on.
+_NEG_NORMAL = r"\b(?:normal|preserv(?:ed|ation\s+of)|maint(?:ained|enance\s+of)|absent|resolved|intact)\b"
 _NEG_POST = (
     r"\b(?:(?:has\s+been\s+|have\s+been\s+|is\s+|are\s+|was\s+|were\s+)?(?:ruled\s+out|excluded)"
     r"|not\s+(?:seen|identified|demonstrated|evident|visuali[sz]ed|present|detected|appreciated)"
     r"|(?:is|are|was|were|appears?|remains?)\s+(?:otherwise\s+)?(?:normal|absent|preserved|maintained|intact|unremarkable)"
-    r"|unremarkable|within\s+normal\s+limits)\b"
+    r"|unremarkable|within\s+normal\s+limits"
+    r"|no\s+longer\s+(?:seen|visible|present|evident|identified|demonstrated|apparent|noted|appreciated|visuali[sz]ed)"
+    r"|(?:has|have|had|is|are|was|were)\s+(?:since\s+|now\s+|completely\s+|largely\s+)?resolved|resolved"
+    r"|(?:is|are|was|were)\s+(?:considered\s+|felt\s+|thought\s+|deemed\s+)?(?:to\s+be\s+)?(?:unlikely|less\s+likely|doubtful)"
+    r"|unlikely|doubtful)\b"
 )
 _UNC_PRE = (
     r"\b(?:possibl[ey]|probabl[ey]|questionabl[ey]|suspect(?:ed)?|suspicious\s+(?:for|of)|suspicion\s+(?:of|for)"
     r"|may\s+(?:represent|reflect|be)|might\s+(?:represent|be)|could\s+(?:represent|be)|likely|presumed|presumably"
-    r"|equivocal|query|(?:cannot|can\s*not|can't)\s+exclude)\b"
+    r"|equivocal|query|(?:cannot|can\s*not|can't)\s+exclude|concerning\s+for|worrisome\s+for|suggestive\s+of"
+    r"|differential(?:\s+diagnosis)?(?:\s+(?:includes?|considerations?))?|indeterminate)\b"
 )
+# "haemangioma versus metastasis": both sides are uncertain.
+_UNC_BOTH = r"\b(?:versus|vs)\b"
 _UNC_POST = (
     r"\b(?:(?:cannot|can\s*not|could\s+not|can't)\s+be\s+(?:excluded|ruled\s+out)"
     r"|(?:is\s+|are\s+)?not\s+(?:be\s+)?(?:excluded|ruled\s+out)"
@@ -358,7 +428,7 @@ _MIN_TYPO_LENGTH = 7
 # One scan finds every keyword: at a given position the first alternative that
 # matches wins, so the unmapped terms that refine a mapped keyword ("bone marrow
 # oedema" before "oedema") come first and the generic unmapped terms last.
-_UNMAPPED_OVERRIDES = 2  # the first UNMAPPED_TERM_PATTERNS, which beat mapped keywords
+_UNMAPPED_OVERRIDES = 3  # the first UNMAPPED_TERM_PATTERNS, which beat mapped keywords
 _KEYWORD_GROUPS: tuple[tuple[str, str | None, str], ...] = (
     tuple((f"unmapped{i}", None, p) for i, p in enumerate(UNMAPPED_TERM_PATTERNS[:_UNMAPPED_OVERRIDES]))
     + tuple((condition, condition, "|".join(patterns)) for condition, patterns in CONDITION_PATTERNS.items())
@@ -383,6 +453,7 @@ _NEG_NORMAL_RE = re.compile(_NEG_NORMAL)
 _NEG_POST_RE = re.compile(_NEG_POST)
 _UNC_PRE_RE = re.compile(_UNC_PRE)
 _UNC_POST_RE = re.compile(_UNC_POST)
+_UNC_BOTH_RE = re.compile(_UNC_BOTH)
 _QUESTION_RE = re.compile(r"\?")
 _TERMINATOR_RE = re.compile(_TERMINATORS)
 _SPLITTER_RE = re.compile(_SPLITTERS)
@@ -404,10 +475,21 @@ _QUALIFIER_SEGMENT_RE = re.compile(r"^\s*(?:extruded|extrusion|sequestered|seque
 _VERTEBRA = r"(?:th|t|d|c|l|s)\d{1,2}"
 _LEVEL_RE = re.compile(
     r"(?<![a-z0-9])(?P<expr>" + _VERTEBRA + r"(?![0-9])"
-    r"(?:(?:\s*[/-]\s*(?:th|t|d|c|l|s)?|\s+(?:to|through|thru|on)\s+(?:th|t|d|c|l|s))\d{1,2}(?![0-9]))*)"
+    r"(?:(?:\s*[/-]\s*(?:th|t|d|c|l|s)?|\s+(?:to|through|thru|on)\s+(?:th|t|d|c|l|s)|(?:th|t|d|c|l|s))\d{1,2}(?![0-9]))*)"
     r"(?![a-z0-9])"
 )
-_LEVEL_PART_RE = re.compile(r"(?P<sep>^|\s*[/-]\s*|\s+(?:to|through|thru|on)\s+)(?P<region>th|t|d|c|l|s)?(?P<num>\d{1,2})")
+_LEVEL_PART_RE = re.compile(
+    r"(?P<sep>^|\s*[/-]\s*|\s+(?:to|through|thru|on)\s+|(?=th|t|d|c|l|s))(?P<region>th|t|d|c|l|s)?(?P<num>\d{1,2})"
+)
+# A vertebra named for a nerve root ("the traversing L5 nerve root", "S1 radiculopathy") is no level of a finding.
+_ROOT_AFTER_RE = re.compile(r"\s*(?:nerve\s+)?(?:roots?|radiculopath\w*|dermatom\w*|distribution)\b")
+_ROOT_BEFORE_RE = re.compile(r"\b(?:exiting|traversing|descending|existing)\s+(?:(?:left|right|bilateral)\s+)?$")
+_ROOT_LOOKBACK = 32
+# Typed levels: "C7-T!" (shift-1), "C7-TI" (letter I), "C4-CS" (S for 5); repaired on the raw text.
+_LEVEL_DIGIT_TYPO_RE = re.compile(
+    r"(?<![A-Za-z0-9])((?:th|t|d|c|l|s)\d{1,2}\s*[-/]\s*(?:th|t|d|c|l|s))([!|iIlS])(?![A-Za-z0-9])", re.I
+)
+_TYPO_DIGITS = {"!": "1", "|": "1", "i": "1", "I": "1", "l": "1", "S": "5", "s": "5"}
 _SEQUENCE_AFTER_RE = re.compile(
     r"\s*[-/]?\s*(?:w\b|wi\b|weight|signal|hyper|hypo|iso|sequence|image|imaging|flow|motion|spinal|cord|inhomog|"
     r"artifact|artefact|shine|change|bright|dark|fat|sag|ax|intens|stir|flair|star|\*|tse|fse|space|fs\b|dixon|"
@@ -429,7 +511,21 @@ _VERTEBRAL_CONDITIONS = frozenset({"fracture", "bone_lesion", "transitional_vert
 _UNGRADED_DEGENERATIVE = frozenset(c for c, s in DEGENERATIVE_SEVERITIES.items() if s == ("present",))
 _LEVEL_SET = frozenset(LEVELS)
 _SENTENCE_END_RE = re.compile(r"(?<!\d)[.!](?!\d)|[.!](?=\s|$)|;")
-_HEADING_RE = re.compile(r"^\s*(?:level\s+)?(?P<expr>" + _VERTEBRA + r"(?:\s*[/-]\s*(?:th|t|d|c|l|s)?\d{1,2})*)\s*(?:level\s*)?:", re.I)
+# A level list of a heading: "L4-5", "L5S1", "T12-L1 through L2-L3", "L4-L5 and L5-S1".
+_LEVEL_LIST = (
+    _VERTEBRA + r"(?:(?:\s*[/-]\s*(?:th|t|d|c|l|s)?|\s+(?:to|through|thru)\s+(?:th|t|d|c|l|s)?"
+    r"|\s*(?:,|&|\band\b)\s*(?:th|t|d|c|l|s)|(?:th|t|d|c|l|s))\d{1,2}(?![0-9]))*"
+)
+# "L4-5: ...", "L4-L5 level: ...", "L3-4 - ...": the line's level.
+_HEADING_RE = re.compile(
+    r"^\s*(?:level\s+)?(?P<expr>" + _LEVEL_LIST + r")\s*(?:(?:dis[ck]\s+)?(?:levels?|interspaces?|segments?))?"
+    r"\s*(?::|\s[-\u2013\u2014]\s)",
+    re.I,
+)
+# "C4-C5 Disc bulge ...": a disc opening a line, then a capital, heads the line as well.
+_LINE_HEADING_RE = re.compile(
+    r"^\s*(?P<expr>(?i:" + _VERTEBRA + r"(?:\s*[/-]\s*(?:th|t|d|c|l|s)?|(?:th|t|d|c|l|s))\d{1,2}(?![0-9])))\s+(?=[A-Z])"
+)
 _LABEL_RE = re.compile(r"^\s*[A-Za-z][A-Za-z -]{0,30}:(?!\d)")
 _SECTION_LABEL_RE = re.compile(
     r"^\s*(?:impression|conclusions?|findings|technique|comparison|history|indication|clinical\s+history|"
@@ -437,9 +533,11 @@ _SECTION_LABEL_RE = re.compile(
     re.I,
 )
 # "At C6/7, severe DOC, desiccation and stenosis.": the sentence's level, like a "C6/7:" heading.
+# "At L4-5 there is ..." (comma or not) likewise, unless more levels follow ("At C4/5 and C5/6 ...").
 _AT_HEADING_RE = re.compile(
     r"^\s*at\s+(?:the\s+)?(?:level\s+(?:of\s+)?)?(?P<expr>" + _VERTEBRA
-    + r"(?:\s*[/-]\s*(?:th|t|d|c|l|s)?\d{1,2})*)(?:\s+levels?)?\s*,(?!\s*(?:and\s+)?" + _VERTEBRA + ")",
+    + r"(?:\s*[/-]\s*(?:th|t|d|c|l|s)?\d{1,2})*)(?:\s+(?:dis[ck]\s+)?(?:levels?|interspaces?|segments?))?"
+    r"(?:\s*,|(?=\s))(?!\s*(?:(?:and|or|to|through|thru|&)\s+)?" + _VERTEBRA + ")",
     re.I,
 )
 # "Disc bulges: mild at L1/2; moderate at L5/S1.": the label names the finding of every part.
@@ -456,7 +554,7 @@ class _LevelMention:
     start: int
     end: int
     parts: tuple[str, ...]  # vertebrae as written, e.g. ("C3", "C7")
-    kind: str  # "single", "disc", "range", "chain" or "on"
+    kind: str  # "single", "disc", "range", "chain", "on" or "invalid" (no vertebra of the spine: "L9/10")
 
 
 @dataclass
@@ -558,7 +656,7 @@ def _vertebra_sequence(named: frozenset[str]) -> list[str]:
 
 
 def _parse_level(expr: str, start: int, end: int) -> _LevelMention | None:
-    """Parse one level expression ("c5/6", "c4-th1", "l4 on l5") or return None if it is no level."""
+    """Parse one level expression ("c5/6", "c4-th1", "l4 on l5", "l45") or return None if it is no level."""
     parts: list[str] = []
     separators: list[str] = []
     region = ""
@@ -566,15 +664,20 @@ def _parse_level(expr: str, start: int, end: int) -> _LevelMention | None:
         letter = match.group("region")
         if letter:
             region = _REGION_OF_LETTER[letter]
-        number = int(match.group("num"))
-        if not region or number < 1 or number > _REGION_MAX[region]:
-            return None
-        vertebra = f"{region}{number}"
-        if parts and parts[-1] == vertebra:
-            continue
-        if parts:
-            separators.append(match.group("sep").strip())
-        parts.append(vertebra)
+        digits = match.group("num")
+        number = int(digits)
+        numbers = [number]
+        if region and number > _REGION_MAX[region] and len(digits) == 2 and int(digits[1]) == int(digits[0]) + 1:
+            numbers = [int(digits[0]), int(digits[1])]  # "L45" typed for L4/5
+        for k, number in enumerate(numbers):
+            if not region or number < 1 or number > _REGION_MAX[region]:
+                return None
+            vertebra = f"{region}{number}"
+            if parts and parts[-1] == vertebra:
+                continue
+            if parts:
+                separators.append(match.group("sep").strip() if k == 0 else "/")
+            parts.append(vertebra)
     if not parts:
         return None
     if len(parts) == 1:
@@ -591,9 +694,17 @@ def _parse_level(expr: str, start: int, end: int) -> _LevelMention | None:
 
 
 def _find_levels(text: str) -> list[_LevelMention]:
-    """All level expressions of ``text``, without MRI sequence names (T1, T2)."""
+    """All level expressions of ``text``, without MRI sequence names (T1, T2) and nerve roots (L5 root).
+
+    An expression that names no vertebra of the spine ("L9/10") is kept as an
+    ``invalid`` mention: it still belongs to its finding, which then has no level.
+    """
     mentions = []
     for match in _LEVEL_RE.finditer(text):
+        if _ROOT_AFTER_RE.match(text, match.end()) or _ROOT_BEFORE_RE.search(
+            text, max(0, match.start() - _ROOT_LOOKBACK), match.start()
+        ):
+            continue
         expr = match.group("expr")
         if re.fullmatch(r"t[12](?:\s*/\s*t?[12])?", expr) and (
             _SEQUENCE_AFTER_RE.match(text, match.end())
@@ -601,8 +712,7 @@ def _find_levels(text: str) -> list[_LevelMention]:
         ):
             continue
         mention = _parse_level(expr, match.start(), match.end())
-        if mention is not None:
-            mentions.append(mention)
+        mentions.append(mention or _LevelMention(match.start(), match.end(), (), "invalid"))
     return mentions
 
 
@@ -613,6 +723,8 @@ def _expand(mention: _LevelMention, vertebral: bool, named: frozenset[str] = fro
     names: with an L6, "L5-S1" spans the discs L5/6 and L6/S1.
     """
     parts = list(mention.parts)
+    if mention.kind == "invalid":
+        return []
     if mention.kind in ("single", "on"):
         levels = parts[:1]
     else:
@@ -659,7 +771,7 @@ def _find_findings(text: str) -> list[_Finding]:
     findings = []
     for start, end, condition in _finding_spans(text):
         finding = _Finding(start, end, condition)  # type: ignore[arg-type]
-        if condition == "cord_abnormality" and _INNER_NOT_RE.search(text, start, end):
+        if _INNER_NOT_RE.search(text, start, end):  # "the cord is not compressed"
             finding.negated = True
         findings.append(finding)
     return findings
@@ -673,6 +785,7 @@ def _find_cues(text: str) -> list[_Cue]:
         ("unc_pre", _UNC_PRE_RE),
         ("neg_pre", _NEG_PRE_RE),
         ("neg_normal", _NEG_NORMAL_RE),
+        ("unc_both", _UNC_BOTH_RE),
     ):
         for match in pattern.finditer(text):
             spans.append((match.start(), match.end(), kind))
@@ -765,8 +878,8 @@ def _has_terminator(text: str, start: int, end: int) -> bool:
     return bool(_TERMINATOR_RE.search(text, start, end) or _AND_BEFORE_AFFIRMED.search(text, start, end))
 
 
-_PRE_CUES = ("neg_pre", "unc_pre", "neg_normal")
-_POST_CUES = ("neg_post", "unc_post")
+_PRE_CUES = ("neg_pre", "unc_pre", "neg_normal", "unc_both")
+_POST_CUES = ("neg_post", "unc_post", "unc_both")
 
 
 def _apply_cues(clause: _ClauseIndex, findings: list[_Finding], cues: list[_Cue]) -> None:
@@ -855,6 +968,12 @@ def _attach_levels(clause: _ClauseIndex, findings: list[_Finding], mentions: lis
     return orphans
 
 
+_LOCATION = (
+    r"(?:central(?:ly)?|right|left|paracentral|posterolateral|posterior|foraminal|extraforaminal|far\s+lateral|lateral"
+    r"|subarticular|broad[\s-]based|focal|bilateral|diffuse|circumferential|midline|ventral|dorsal|anterior)"
+)
+# "large central and right paracentral disc herniation": one finding, its place in two words.
+_LOCATION_PAIR_RE = re.compile(rf"\b{_LOCATION}(?:\s+{_LOCATION})*\s+(?:and|or|to)\s+(?={_LOCATION}\b)")
 _MAX_SEVERITY_GAP = 160
 """Characters between a severity word and its finding beyond which it qualifies none (a few words, some levels)."""
 
@@ -876,7 +995,7 @@ def _assign_severities(
             j = bisect.bisect_left(starts, end)
             following = findings[j] if j < len(findings) else None
             if following is not None and following.start - end <= _MAX_SEVERITY_GAP:
-                gap = text[end : following.start]
+                gap = _LOCATION_PAIR_RE.sub(" ", text[end : following.start])
                 if not _CONJUNCTION_RE.search(gap) and len(_WORD_RE.findall(_LEVEL_RE.sub(" ", gap))) <= 4:
                     target = following
         if target is None:
@@ -904,13 +1023,15 @@ _BACK_REFERENCE_RE = re.compile(r"\bas\s+(?:described|detailed|mentioned|noted|a
 def _is_remark(clause: _ClauseIndex, term: _Finding, back_reference: bool) -> bool:
     """Whether an unmapped term is no finding of its own and needs no unmapped row.
 
-    That is a generic term denied ("no significant abnormality"), a summary
+    That is a term denied ("no significant abnormality", "no foraminal stenosis"), a summary
     pointing back to findings already read ("degenerative changes as
     described above"), or a signal word describing the mapped finding right
     after it ("T2 hyperintense marrow lesion").
     """
+    if term.negated:
+        return True  # "no foraminal narrowing": a denied term outside the vocabulary says nothing
     term_text = clause.text[term.start : term.end]
-    if _GENERIC_TERM_RE.fullmatch(term_text) and (term.negated or back_reference):
+    if _GENERIC_TERM_RE.fullmatch(term_text) and back_reference:
         return True
     if _DESCRIPTOR_RE.fullmatch(term_text):
         j = bisect.bisect_left(clause.starts, term.end)
@@ -1036,7 +1157,8 @@ def _clause_rows(
     if not any(f.condition == "congenital_canal_narrowing" for f in findings) and any(
         not clause.overlapping(m.start(), m.end()) for m in _CONGENITAL_QUALIFIER_RE.finditer(text)
     ):
-        for f in [f for f in findings if f.condition == "spinal_stenosis"]:
+        # (not a cord compression: that is the stenosis' effect, not a canal called congenital)
+        for f in [f for f in findings if f.condition == "spinal_stenosis" and "cord" not in text[f.start : f.end]]:
             twin = _Finding(f.start, f.end, "congenital_canal_narrowing", list(f.mentions))
             twin.negated, twin.uncertain = f.negated, f.uncertain
             findings.append(twin)
@@ -1050,6 +1172,10 @@ def _clause_rows(
             continue
         vertebral = finding.condition in _VERTEBRAL_CONDITIONS
         levels = [lvl for m in finding.mentions for lvl in _expand(m, vertebral, named)]
+        if not levels and finding.mentions and _is_degenerative(finding):
+            # "protrusions L9/10 and C1/2": levels written, none a disc of the vocabulary.
+            unmapped.append(finding)
+            continue
         severity = _severity_name(finding.condition, finding)
         for level in dict.fromkeys(levels or [""]):
             rows.append(
@@ -1299,6 +1425,7 @@ def _merge_key(row: _Row) -> tuple[int, int, int]:
     return (int(not row.negated), int(not row.uncertain), SEVERITY_ORDINAL.get(row.severity, 0))
 
 
+_LINE_RE = re.compile(r"\r\n|\r|\n")
 _SUPERNUMERARY_RE = re.compile(r"(?<![a-z0-9])(?:t13|l6|l7)(?![0-9])")
 
 
@@ -1333,20 +1460,25 @@ def _report_rows(text: object, report_id: str) -> list[tuple]:
     """Rows of one report as tuples in :data:`FINDINGS_COLUMNS` order."""
     if _is_empty_note(text):
         return []
-    text = str(text)
+    text = _LEVEL_DIGIT_TYPO_RE.sub(lambda m: m.group(1) + _TYPO_DIGITS[m.group(2)], str(text))
     rows: list[_Row] = []
     named = frozenset(level.upper() for level in _SUPERNUMERARY_RE.findall(_normalise(text)))
-    for line in re.split(r"[\r\n]+", text):
-        heading: tuple[_LevelMention, ...] = ()
+    carried: tuple[_LevelMention, ...] = ()  # a heading on a line of its own, for the lines below it
+    for line in _LINE_RE.split(text):
+        if not line.strip():
+            carried = ()
+            continue
+        heading = carried
         list_label: str | None = None
-        for sentence, delimiter in _sentences(line):
+        sentences = _sentences(line)
+        for index, (sentence, delimiter) in enumerate(sentences):
             section = _SECTION_LABEL_RE.match(sentence)
             if section:
-                heading = ()
+                heading = carried = ()
                 sentence = sentence[section.end() :]
             label = _LABEL_RE.match(sentence)
             if label and not _find_findings(_normalise(label.group(0))):
-                heading = ()
+                heading = carried = ()
                 sentence = sentence[label.end() :]
             if delimiter == ";" and list_label and _starts_with_severity(sentence):
                 # "Desiccation: mild at C4/5; moderate at C5/6": the label's finding, again.
@@ -1354,12 +1486,14 @@ def _report_rows(text: object, report_id: str) -> list[tuple]:
             else:
                 list_label = _list_label(sentence)
             match = _HEADING_RE.match(sentence) or _AT_HEADING_RE.match(sentence)
+            if match is None and index == 0:
+                match = _LINE_HEADING_RE.match(sentence)
             if match:
-                mention = _parse_level(match.group("expr").lower(), 0, 0)
-                heading = (mention,) if mention else ()
+                heading = tuple(m for m in _find_levels(_normalise(match.group("expr"))) if m.kind != "invalid")
                 sentence = sentence[match.end() :]
+                carried = heading if not sentence.strip() and index == len(sentences) - 1 else ()
             elif heading and _find_levels(_normalise(sentence)):
-                heading = ()  # a sentence naming its own levels ends the line's heading
+                heading = carried = ()  # a sentence naming its own levels ends the line's heading
             for clause in _sentence_clauses(sentence):
                 rows += _clause_rows(clause, heading, named)
 
@@ -1422,7 +1556,7 @@ def read_report(text: str, report_id: str = "") -> pd.DataFrame:
 
     Example:
         >>> read_report("no spinal cord compression")[["condition", "negated"]].values.tolist()
-        [['cord_abnormality', True]]
+        [['spinal_stenosis', True]]
     """
     return _findings_frame(_report_rows(text, str(report_id)))
 

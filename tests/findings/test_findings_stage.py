@@ -327,3 +327,34 @@ def test_cli_refuses_an_unknown_source_in_one_line(raw: Path, tmp_path: Path):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ["error: Expected findings.source among ['reports', 'table', 'auto'], found 'csv'"]
+
+
+def test_the_summary_counts_unmapped_sentences_per_report_and_lists_the_most_common(tmp_path: Path):
+    reports = {
+        "mri-a": "Ligamentum flavum hypertrophy C6/7. Mild disc bulge L4/5.",
+        "mri-b": "ligamentum flavum  hypertrophy C5/6. Schmorl node at T9. Chondrosis.",
+        "mri-c": "Mild disc bulge L3/4.",
+    }
+    raw = make_raw(tmp_path / "raw", reports=reports)
+    summary, _, _, out = run(raw)
+    written = json.loads((out / "summary.json").read_text())
+    # 1, 3 and 0 unmapped sentences in the three reports
+    assert written["unmapped_per_report"] == {"mean": round(4 / 3, 3), "median": 1.0, "max": 3}
+    top = written["most_common_unmapped"]
+    assert top[0] == {"text": "ligamentum flavum hypertrophy <level>", "count": 2, "reports": 2}
+    assert {entry["text"] for entry in top[1:]} == {"schmorl node at <level>", "chondrosis"}
+    assert all(entry["count"] == 1 for entry in top[1:])
+    assert written["most_common_unmapped"] == summary.most_common_unmapped
+    assert "most common unmapped text: 'ligamentum flavum hypertrophy <level>' (2x)" in str(summary)
+
+
+def test_the_most_common_unmapped_list_is_capped_and_ordered():
+    from spineage.findings.stage import MOST_COMMON_UNMAPPED, most_common_unmapped
+
+    texts = [f"odd finding {i}" for i in range(MOST_COMMON_UNMAPPED + 5)] + ["odd finding 3"] * 2
+    unmapped = pd.DataFrame({"series_id": [f"s{i}" for i in range(len(texts))], "source_text": texts})
+    listed = most_common_unmapped(unmapped)
+    assert len(listed) == MOST_COMMON_UNMAPPED
+    assert listed[0] == {"text": "odd finding 3", "count": 3, "reports": 3}
+    assert [e["text"] for e in listed[1:3]] == ["odd finding 0", "odd finding 1"]
+    assert most_common_unmapped(unmapped.iloc[:0]) == []

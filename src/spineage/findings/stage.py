@@ -32,8 +32,12 @@ Outputs, each written atomically (a temporary file, then a rename):
   MRI series in ``sessions.csv`` order, index ``series_id``;
 * ``<reports>/summary.json``: the source used and counts (series per source,
   findings, negated, unmapped report text, reports in which the reader found
-  nothing, ...), and under ``source: reports`` the reader's agreement with
-  findings.csv (``reader_agreement``, None without one), a DVC metric;
+  nothing, ...), the unmapped sentences per report read
+  (``unmapped_per_report``: mean, median, max) and the most common ones
+  (``most_common_unmapped``: text with its levels as ``<level>``, count and
+  reports), so that a user sees what the reader skipped, and under
+  ``source: reports`` the reader's agreement with findings.csv
+  (``reader_agreement``, None without one), a DVC metric;
 * ``<reports>/unmapped.csv``: the report text the reader could not map, to read.
 
 Example:
@@ -63,6 +67,9 @@ FINDINGS_TABLE_COLUMNS: tuple[str, ...] = ("series_id", "level", "condition", "s
 
 FINDINGS_SOURCES: tuple[str, ...] = ("reports", "table", "auto")
 """Values of ``findings.source``: where each MRI series' findings come from (see the module docstring)."""
+
+MOST_COMMON_UNMAPPED = 20
+"""How many of the most common unmapped sentences ``summary.json`` lists."""
 
 MISSING_REPORT_WARNING_SHARE = 0.05
 """Under ``source: reports``, a warning when more than this share of the MRI series have no report."""
@@ -123,6 +130,10 @@ class FindingsSummary:
     ``reader_agreement``: under ``source: reports`` with a findings.csv, the
     reader's precision and recall against it over the series with a report
     (:func:`spineage.findings.agreement.reader_agreement`); None otherwise.
+    ``unmapped_per_report``: mean, median and max of the unmapped sentences
+    (rows) per report read, reports without any included; ``most_common_unmapped``:
+    the :data:`MOST_COMMON_UNMAPPED` most frequent unmapped sentences
+    (:func:`most_common_unmapped`).
     """
 
     source: str
@@ -144,6 +155,8 @@ class FindingsSummary:
     degenerative_without_level: int
     table_rows_for_other_series: int
     reader_agreement: dict[str, Any] | None = None
+    unmapped_per_report: dict[str, float] | None = None
+    most_common_unmapped: list[dict[str, Any]] | None = None
 
     def __str__(self) -> str:
         text = (
@@ -159,6 +172,9 @@ class FindingsSummary:
                 for rule in ("strict", "lenient")
             ]
             text += f"; reader against findings.csv: {'; '.join(rates)}"
+        if self.most_common_unmapped:
+            top = self.most_common_unmapped[0]
+            text += f"; most common unmapped text: {top['text']!r} ({top['count']}x)"
         return text
 
 
@@ -249,6 +265,46 @@ def read_series_reports(
 # ---------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------
+
+
+_LEVEL_IN_TEXT = re.compile(
+    r"(?<![A-Za-z0-9])(?:th|t|d|c|l|s)\d{1,2}(?:\s*[/-]\s*(?:th|t|d|c|l|s)?\d{1,2})*(?![A-Za-z0-9])", re.I
+)
+
+
+def unmapped_sentence_key(text: str) -> str:
+    """How unmapped sentences are grouped: lower case, single spaces, each level written ``<level>``.
+
+    Example:
+        >>> unmapped_sentence_key("Ligamentum  flavum hypertrophy C6/7")
+        'ligamentum flavum hypertrophy <level>'
+    """
+    return _LEVEL_IN_TEXT.sub("<level>", re.sub(r"\s+", " ", str(text)).strip().lower())
+
+
+def unmapped_per_report(unmapped: pd.DataFrame, series_read: list[str]) -> dict[str, float]:
+    """Mean, median and max of the unmapped rows per report read (a report with none counts as 0)."""
+    counts = unmapped["series_id"].value_counts().reindex(series_read, fill_value=0)
+    if counts.empty:
+        return {"mean": 0.0, "median": 0.0, "max": 0}
+    return {"mean": round(float(counts.mean()), 3), "median": float(counts.median()), "max": int(counts.max())}
+
+
+def most_common_unmapped(unmapped: pd.DataFrame, top: int = MOST_COMMON_UNMAPPED) -> list[dict[str, Any]]:
+    """The most frequent unmapped sentences: ``text`` (as :func:`unmapped_sentence_key`), ``count`` and ``reports``.
+
+    Ties are broken by text, so the list is the same on every run.
+    """
+    if unmapped.empty:
+        return []
+    keys = unmapped["source_text"].map(unmapped_sentence_key)
+    grouped = pd.DataFrame({"text": keys, "series_id": unmapped["series_id"]}).groupby("text")["series_id"]
+    table = pd.DataFrame({"count": grouped.size(), "reports": grouped.nunique()}).reset_index()
+    table = table.sort_values(["count", "text"], ascending=[False, True], kind="stable").head(top)
+    return [
+        {"text": text, "count": int(count), "reports": int(reports)}
+        for text, count, reports in zip(table["text"], table["count"], table["reports"])
+    ]
 
 
 def missing_report_warnings(summary: FindingsSummary, without_report: list[str], unused_table_rows: list[str]) -> list[str]:
@@ -404,6 +460,8 @@ def build_findings(
         degenerative_without_level=degenerative_without_level,
         table_rows_for_other_series=table_rows_for_other_series,
         reader_agreement=agreement,
+        unmapped_per_report=unmapped_per_report(unmapped, list(report_files)),
+        most_common_unmapped=most_common_unmapped(unmapped),
     )
     write_atomic(out / "findings.parquet", lambda p: findings[list(FINDINGS_TABLE_COLUMNS)].to_parquet(p, index=False))
     write_atomic(out / "level_vectors.parquet", lambda p: levels.to_parquet(p))

@@ -13,11 +13,18 @@ It prints precision, recall and F1 per condition and overall (computed by
 reports read per second. Without ``--raw`` it draws a table-only phantom cohort and writes
 its reports in memory (no images), exactly as ``spineage synth`` would.
 
+It then scores the reader on its development set of real-style reports
+(``tests/findings/data/dev_reports.yaml``: precision, recall and F1 of disc
+findings and pathologies, denied conditions read as present), and times one
+report by size (100 KB, 320 KB, 1 MB by default), as prose and as one clause
+(the same text without punctuation), to show that time grows linearly.
+
 Usage:
     .venv/bin/python benchmarks/bench_report_reader.py                  # 1000 subjects
     .venv/bin/python benchmarks/bench_report_reader.py --n-subjects 5000 --seed 7
     .venv/bin/python benchmarks/bench_report_reader.py --raw data/raw   # a generated cohort
     .venv/bin/python benchmarks/bench_report_reader.py --errors 20      # show 20 mismatches
+    .venv/bin/python benchmarks/bench_report_reader.py --n-subjects 0 --sizes 100 320 1000   # dev set and sizes only
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from spineage.findings.agreement import (
 )
 
 KEY_STRICT = list(MATCH_KEYS["strict"])
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_reports(n_subjects: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -87,13 +95,63 @@ def show_errors(truth: pd.DataFrame, predicted: pd.DataFrame, reports: pd.DataFr
             print(f"  {row.side:<6} {row.level or '-':>4} {row.condition} {row.severity}")
 
 
+def dev_set_scores(errors: bool) -> None:
+    """Print the reader's scores on the development set of real-style reports."""
+    sys.path.insert(0, str(ROOT))
+    from spineage.findings.report_reader import read_report
+    from tests.findings.dev_set import load_dev_set, score_reader
+
+    reports = load_dev_set()
+    scores = score_reader(read_report, reports)
+    print(f"\ndevelopment set: {scores.reports} reports, {sum(len(r.disc) for r in reports)} disc findings, "
+          f"{sum(len(r.pathologies) for r in reports)} pathologies labelled")
+    print(f"  disc findings (level, condition): {scores.disc}")
+    print(f"  pathologies (report, condition):  {scores.pathologies}")
+    print(f"  severity of matched graded disc findings: {scores.severity_right}/{scores.severity_graded}")
+    print(f"  denied or hedged conditions read as present: {len(scores.denied_read_as_present)}")
+    if errors:
+        for line in scores.errors:
+            print(f"    {line}")
+
+
+def time_by_size(sizes_kb: list[int]) -> None:
+    """Print the seconds one report takes by its size, as prose and as a single clause."""
+    import re
+
+    sys.path.insert(0, str(ROOT))
+    from spineage.findings import report_reader
+    from tests.findings.dev_set import load_dev_set
+
+    prose = "\n".join(report.text for report in load_dev_set())
+    texts = {"prose": prose, "one clause": re.sub(r"[.,;:!?()\n]", " ", prose)}
+    print("\nseconds to read one report, by size (caches cleared):")
+    print(f"  {'size':>8}  " + "  ".join(f"{name:>10}" for name in texts))
+    for size in sizes_kb:
+        cells = []
+        for base in texts.values():
+            text = (base * (size * 1000 // len(base) + 1))[: size * 1000]
+            for cached in (report_reader._normalise, report_reader._clause_rows, report_reader._sentence_clauses,
+                           report_reader._segment_profile, report_reader._finding_spans):
+                cached.cache_clear()
+            started = time.perf_counter()
+            report_reader.read_report(text, "big")
+            cells.append(f"{time.perf_counter() - started:>10.2f}")
+        print(f"  {size:>5} KB  " + "  ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", type=Path, help="a raw-cohort folder with findings.csv and reports/")
     parser.add_argument("--n-subjects", type=int, default=1000, help="subjects of the drawn cohort (no --raw)")
     parser.add_argument("--seed", type=int, default=20251121)
     parser.add_argument("--errors", type=int, default=0, help="print this many series with mismatches")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 320, 1000],
+                        help="report sizes in KB to time (none: skip)")
     args = parser.parse_args(argv)
+    if args.n_subjects == 0 and not args.raw:
+        dev_set_scores(bool(args.errors))
+        time_by_size(args.sizes)
+        return 0
 
     from spineage.findings.report_reader import read_reports
 
@@ -120,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     if args.errors:
         show_errors(truth, predicted, reports, args.errors)
+    dev_set_scores(bool(args.errors))
+    time_by_size(args.sizes)
     return 0
 
 

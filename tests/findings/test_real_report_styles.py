@@ -185,6 +185,8 @@ def test_cord_signal_change_is_a_cord_abnormality(text):
         ("Absent Modic changes.", "endplate_change"),
         ("The cord edema has since resolved.", "cord_abnormality"),
         ("Metastatic disease is considered unlikely.", "bone_lesion"),
+        ("A small focus of fatty marrow in L3 is unlikely to represent metastasis.", "bone_lesion"),
+        ("Lordosis is preseved.", "kyphosis_or_lordosis"),  # a typo of the cue word
     ],
 )
 def test_normal_states_hedges_and_resolutions_are_not_present(text, condition):

@@ -364,7 +364,8 @@ _GRADE_VALUES = {"1": 1, "i": 1, "2": 2, "ii": 2, "3": 3, "iii": 3, "4": 3, "iv"
 
 _NEG_PRE = (
     r"\b(?:no|not|without|negative\s+for|free\s+of|absence\s+of|lack\s+of|nor|neither|no\s+longer"
-    r"|(?:interval\s+)?resolution\s+of|unlikely\s+to\s+(?:represent|be|reflect)|(?:less|not)\s+likely|doubtful\s+for)\b"
+    r"|(?:interval\s+)?resolution\s+of"
+    r"|(?:(?:is|are|was|were)\s+)?(?:considered\s+|felt\s+|thought\s+)?unlikely\s+to\s+(?:represent|be|reflect)|(?:less|not)\s+likely|doubtful\s+for)\b"
 )
 # Words that deny only what follows closely ("normal cervical lordosis", "preservation of the
 # lumbar lordosis", "absent Modic changes"): at most three words on.
@@ -413,7 +414,8 @@ _KEYWORD_WORDS: tuple[str, ...] = (
     "sacralization lumbarisation lumbarization perineural fissure fissures endplate endplates bulging "
     "hernias congenital congenitally developmental developmentally narrowing chondrosis osteochondrosis spondylosis "
     "hypertrophy degeneration degenerative inhomogeneities inhomogeneity hyperintensity hyperintense "
-    "paravertebral prevertebral paraspinal annular deformity deformities straightening"
+    "paravertebral prevertebral paraspinal annular deformity deformities straightening uncinate foraminal "
+    "preserved preservation maintained resolved resolution unlikely"
 ).split()
 _KEYWORD_SET = frozenset(_KEYWORD_WORDS)
 _KEYWORDS_BY_LENGTH: dict[int, tuple[str, ...]] = {

@@ -60,6 +60,10 @@ _LABEL = re.compile(
 )
 
 
+# "L1/2 through L3/4: No disc herniation or stenosis.": the heading of a normal disc, listed level by level.
+_NORMAL_DISC = re.compile(rf"^{_EXPR}(?: through {_EXPR})?: (?=No\b|Normal\b|normal\b|Unremarkable\b)")
+
+
 def _level(name: str) -> str:
     return re.sub(r"^(?:Th|D)", "T", name)
 
@@ -117,8 +121,13 @@ def read_report(text: str, levels: tuple[str, ...]) -> set[tuple[str, str, str]]
     found: set[tuple[str, str, str]] = set()
     for raw in re.split(r"(?<=\.)\s+|\n", text):
         sentence = _LABEL.sub("", re.sub(r"^\d+\.\s+", "", raw.strip())).strip()
-        if not sentence or re.match(r"^(?:No|Negative|Normal)\b", sentence):
+        # "L1/2 through L3/4: No disc herniation or stenosis.": a normal disc, listed level by level.
+        sentence = _NORMAL_DISC.sub("", sentence)
+        if not sentence or re.match(r"^(?:No|Negative|Normal|normal|Unremarkable|Absent|Preservation)\b", sentence):
             continue
+        if re.search(r"\b(?:unlikely to represent|has resolved|no longer seen|resolution of|is preserved|is maintained"
+                     r"|conus)\b", sentence):
+            continue  # hedges that deny, resolved findings and normal states
         other = [c for c, pattern in _OTHER_KEYWORDS.items() if re.search(pattern, sentence, flags=re.I)]
         if other:
             condition = other[0]
@@ -207,7 +216,7 @@ def random_findings(rng: np.random.Generator, levels: tuple[str, ...]) -> list[d
 
 def _stated(text: str, pattern: str) -> int:
     """How many sentences state (not deny) something matching ``pattern``."""
-    sentences = [_LABEL.sub("", s.strip()) for s in re.split(r"(?<=\.)\s+|\n", text)]
+    sentences = [_NORMAL_DISC.sub("", _LABEL.sub("", s.strip())) for s in re.split(r"(?<=\.)\s+|\n", text)]
     return sum(
         1
         for s in sentences
@@ -345,7 +354,8 @@ def test_disc_below_the_last_vertebra_of_a_region_is_named_across_the_junction()
         assert re.search(r"C7[/-](T|Th|D)1\b", c7), c7
         assert re.search(r"L5[/-]S1\b", l5), l5
         assert re.search(r"(T|Th|D)12[/-]((T|Th|D)?13)\b", t12), t12
-        assert re.search(r"L5[/-]L?6\b", l5_of_six) and "S1" not in l5_of_six, l5_of_six
+        # (L6/S1 may be listed as a normal disc, level by level; L5/S1 never exists.)
+        assert re.search(r"L5[/-]L?6\b", l5_of_six) and not re.search(r"L5[/-]S1", l5_of_six), l5_of_six
     assert format_disc("C7", STANDARD) == "C7/T1"
     assert format_disc("L5", STANDARD) == "L5/S1"
     assert format_disc("L5", WITH_L6) == "L5/6"

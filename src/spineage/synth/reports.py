@@ -18,8 +18,17 @@ Conventions of the text (what a reader has to know):
 - Thoracic vertebrae are ``T``, ``Th`` or ``D`` (one style per report).
 - ``T2`` followed by ``-weighted``, ``signal``, ``disc signal`` or ``hyperintense``
   is the MR sequence, never a level.
-- Negations ("No fracture.", "Negative for spondylolisthesis.") appear only for
-  conditions absent from the whole series.
+- Negations ("No fracture.", "Negative for spondylolisthesis."), hedges that
+  deny ("... unlikely to represent metastasis.") and resolved findings ("The
+  previously described disc herniation has resolved.", "Absent Modic
+  changes.") appear only for conditions absent from the whole series.
+- Real report styles, chosen at random per report: findings by condition or
+  level by level ("L4/5: ...", "At L4/5, ...", "L4/5 level: ...", "L4-5 - ..."),
+  where the discs without findings may be listed as normal ("L1/2 through
+  L3/4: No disc herniation or stenosis.", "L2/3: normal."), an impression
+  section, and normal-state sentences ("The conus terminates normally.",
+  "Lordosis is preserved.", "Preservation of the normal lumbar lordosis.",
+  the last two only without a curvature finding).
 
 Example:
     >>> import numpy as np
@@ -72,6 +81,9 @@ TYPOS: dict[str, str] = {
     "images": "imgaes",
 }
 """Misspellings used for typos; they only ever hit sentences that state no finding."""
+
+_NEGATING_WORDS: frozenset[str] = frozenset({"normal", "preserved", "maintained"})
+"""Words that carry a negation ("Lordosis is preserved."): never misspelt in a sentence that denies."""
 
 # Disc-keyed conditions: the level is the vertebra above the disc, so runs of
 # consecutive levels can be written as ranges.
@@ -504,14 +516,44 @@ class _ReportWriter:
                 pairs = [pairs[i] for i in self.rng.permutation(len(pairs))]
             phrases = _join([self._disc_phrase(c, s, plural=False)[0] for c, s in pairs])
             disc = self._disc(level)
-            form = self._pick(("colon", "colon", "at", "level"))
+            form = self._pick(("colon", "colon", "at", "level", "dash"))
             if form == "colon":
                 sentences.append(_Sentence(f"{disc}: {phrases}."))
             elif form == "at":
                 sentences.append(_Sentence(f"At {disc}, {phrases}."))
+            elif form == "dash":
+                sentences.append(_Sentence(f"{disc} - {phrases}."))
             else:
                 sentences.append(_Sentence(f"{disc} level: {phrases}."))
+        if self._chance(0.5):
+            sentences = self._with_normal_discs(sentences, sorted(per_disc, key=_POSITION.__getitem__))
         return sentences
+
+    def _with_normal_discs(self, sentences: list[_Sentence], levels: list[str]) -> list[_Sentence]:
+        """Level by level, the region's discs without findings listed as normal, runs as ranges.
+
+        Only the cervical and lumbar spine, whose discs a level-by-level report walks
+        through; a run of normal discs is "L1/2 through L3/4: ...".
+        """
+        region = region_of(levels[0])
+        if region == "thoracic":
+            return sentences
+        discs = [lv for lv in self.levels_present if region_of(lv) == region]
+        by_level = dict(zip(levels, sentences))
+        runs: list[list[str]] = []
+        for level in discs:
+            if level in by_level:
+                continue
+            if runs and discs.index(runs[-1][-1]) + 1 == discs.index(level):
+                runs[-1].append(level)
+            else:
+                runs.append([level])
+        statements = ("normal.", "Normal.", "Unremarkable.", "No disc herniation or stenosis.",
+                      "Normal disc height and signal.")
+        for run in runs:
+            heading = self._disc(run[0]) if len(run) == 1 else f"{self._disc(run[0])} through {self._disc(run[-1])}"
+            by_level[run[0]] = _Sentence(f"{heading}: {self._pick(statements)}", neutral=True, negation=True)
+        return [by_level[level] for level in sorted(by_level, key=_POSITION.__getitem__)]
 
     # -- other findings ---------------------------------------------------------------
 
@@ -702,6 +744,26 @@ class _ReportWriter:
             )), ("lumbar", "other")))
         if absent("tarlov_cyst") and self._chance(0.3):
             candidates.append((f"The {visualised} sacrum is unremarkable.", ("lumbar", "other")))
+        # Hedges that deny and findings of a prior study since resolved, as real reports have them.
+        if absent("bone_lesion"):
+            vertebra = self._pick(("T10", "T11", "L1", "L2", "L3", "L4"))
+            candidates.append((self._pick((
+                f"A small focus of fatty marrow in {self._vertebra(vertebra)} is unlikely to represent metastasis.",
+                "No marrow lesion suspicious for metastasis.",
+            )), REGIONS + ("other",)))
+        if absent("protrusion", "extrusion"):
+            candidates.append((self._pick((
+                "The previously described disc herniation has resolved.",
+                "Interval resolution of the previously seen disc extrusion.",
+            )), ("cervical", "lumbar", "other")))
+        if absent("endplate_change"):
+            candidates.append(("Absent Modic changes.", ("lumbar", "other")))
+        if absent("spinal_stenosis", "congenital_canal_narrowing"):
+            candidates.append(("No central canal or foraminal stenosis.", ("cervical", "lumbar")))
+        candidates.append((self._pick((
+            "The conus terminates normally.", "The conus medullaris terminates normally at L1.",
+            "The conus medullaris is normal in position.",
+        )), ("thoracic", "lumbar", "other")))
         if not candidates:
             return []
         count = int(self.rng.integers(0, min(4, len(candidates)) + 1))
@@ -723,10 +785,13 @@ class _ReportWriter:
         sentences.extend(_Sentence(text) for text in listheses)
         curved = {"scoliosis", "kyphosis_or_lordosis", "spondylolisthesis"} & self.present
         if not curved and self._chance(0.6):
-            sentences.append(_Sentence(self._pick((
+            text = self._pick((
                 "Alignment is normal.", "Normal alignment.", "Physiological curvature is preserved.",
-                "Normal alignment and curvature.", "Alignment is maintained.",
-            )), neutral=True))
+                "Normal alignment and curvature.", "Alignment is maintained.", "Lordosis is preserved.",
+                "Preservation of the normal lumbar lordosis.", "The cervical lordosis is maintained.",
+            ))
+            # Naming the lordosis, the sentence denies a curvature finding: its cue words keep their spelling.
+            sentences.append(_Sentence(text, neutral=True, negation="lordosis" in text.lower()))
         elif curved and "spondylolisthesis" not in self.present and self._chance(0.3):
             sentences.append(_Sentence("Otherwise normal alignment.", neutral=True))
         return sentences
@@ -874,7 +939,7 @@ class _ReportWriter:
             if sentence.neutral
             for word in TYPOS
             # "Normal" carries the meaning of "Normal cord signal."; misspelt, the negation is lost.
-            if not (sentence.negation and word == "normal")
+            if not (sentence.negation and word in _NEGATING_WORDS)
             and re.search(rf"\b{word}\b", sentence.text, flags=re.IGNORECASE)
         ]
         if candidates and self._chance(0.75):

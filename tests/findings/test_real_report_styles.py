@@ -53,6 +53,11 @@ def test_level_by_level_lists(text, expected):
     assert present(text) == expected
 
 
+def test_a_level_list_running_on_past_a_comma_stays_with_its_finding():
+    text = "Disc bulges are seen at C3-4, C4-5 and C5-6 indenting the thecal sac."
+    assert present(text) == {("C3", "disc_bulge"), ("C4", "disc_bulge"), ("C5", "disc_bulge")}
+
+
 def test_a_list_of_levels_after_at_is_not_a_heading():
     assert present("At C4/5 and C5/6 there are disc bulges.") == {("C4", "disc_bulge"), ("C5", "disc_bulge")}
 

@@ -19,13 +19,14 @@ How a report is read:
 
 * **Clauses.** A report is split into lines, sentences (``.``, ``;``, ``!``) and
   comma-separated clauses. A clause holding only levels ("..., C5/6 and C6/7")
-  joins its neighbour; a negated list ("no fracture, listhesis or stenosis")
-  stays one clause. A parenthesis that names a finding becomes a clause of its
-  own; any other parenthesis ("(C6/7)", "(artifacts?)") stays in its clause.
-  Within a clause, "due to", "secondary to", "caused by", "with" and "without"
-  start sub-clauses: "Mild spinal cord compression due to C5-7 disc
-  protrusions" gives the cord finding and the protrusions their own levels and
-  severities. ``source_text`` is the clause the row came from.
+  joins its neighbour, as does one that opens with levels after a clause ending
+  with levels ("bulges at C3-4, C4-5 and C5-6 indenting the sac"); a negated
+  list ("no fracture, listhesis or stenosis") stays one clause. A parenthesis
+  that names a finding becomes a clause of its own; any other parenthesis
+  ("(C6/7)", "(artifacts?)") stays in its clause. Within a clause, "due to",
+  "secondary to", "caused by", "with" and "without" start sub-clauses: "Mild
+  spinal cord compression due to C5-7 disc protrusions" gives the compression
+  (a stenosis) and the protrusions their own levels and severities. ``source_text`` is the clause the row came from.
 * **Levels.** "C5/6", "C5-6", "L4-L5", "L5/S1", "C7/Th1", "L4 on L5" are discs,
   keyed by the vertebra above (C5, C5, L4, L5, C7, L4). "C3-7" is the range of
   vertebrae C3 to C7, i.e. the discs C3/4 ... C6/7 (C3, C4, C5, C6); "C4/5/6" is
@@ -1301,6 +1302,19 @@ def _is_qualifier(segment: str) -> bool:
     return bool(_FILLER_RE.match(_LEVEL_RE.sub(" ", rest).strip()))
 
 
+_ENDS_WITH_LEVEL_RE = re.compile(r"(?<![a-z0-9])" + _VERTEBRA + r"(?:\s*[/-]\s*(?:th|t|d|c|l|s)?\d{1,2})*\s*$")
+_STARTS_WITH_LEVEL_RE = re.compile(r"^\s*(?:and\s+|or\s+)?" + _VERTEBRA + r"(?![a-z0-9])")
+
+
+def _continues_a_level_list(previous: str, segment: str) -> bool:
+    """Whether a comma segment goes on with the level list the one before ends with.
+
+    "Disc bulges are seen at C3-4, C4-5 and C5-6 indenting the thecal sac": the
+    second segment opens with levels that belong to the bulges.
+    """
+    return bool(_ENDS_WITH_LEVEL_RE.search(_normalise(previous)) and _STARTS_WITH_LEVEL_RE.match(_normalise(segment)))
+
+
 def _stops_a_negated_list(segment: str) -> bool:
     """Whether a comma segment ends a negated list: it has a severity or a cue of its own."""
     text = _normalise(segment)
@@ -1334,7 +1348,7 @@ def _sentence_clauses(sentence: str) -> tuple[str, ...]:
     i = 0
     while i < count:
         segment, profile = segments[i], profiles[i]
-        if merged and (profile[1] or _is_qualifier(segment)):
+        if merged and (profile[1] or _is_qualifier(segment) or _continues_a_level_list(merged[-1][-1], segment)):
             merged[-1].append(segment)
             i += 1
             continue

@@ -30,9 +30,10 @@ from spineage.atomic import write_atomic, write_json_atomic
 from spineage.config import SynthSettings
 from spineage.errors import UserError
 
-PHANTOM_REVISION = "atypical-2"
-"""The revision of the phantom's planted findings (the ground truth changes with it): atypical-2
-has Table 5 prevalences, age-typical spines without severe grades, and atypical spines marked."""
+PHANTOM_REVISION = "atypical-3"
+"""The revision of the phantom's planted findings and reports (the ground truth changes with it):
+atypical-2 has Table 5 prevalences, age-typical spines without severe grades, and atypical spines
+marked; atypical-3 has fewer prevalent vertebral fractures in the old and reports in real styles."""
 
 GENERATOR_VERSION = f"spineage-phantom/{__version__}+{PHANTOM_REVISION}"
 

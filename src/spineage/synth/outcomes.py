@@ -193,8 +193,8 @@ class OutcomeEffects:
     bmd_sd: float = 1.0
     bmd_site_correlation: float = 0.7
     # Prevalent vertebral fracture (logistic).
-    prevalent_fracture_odds_at_60: float = 0.04
-    prevalent_fracture_log_odds_per_year: float = 0.06
+    prevalent_fracture_odds_at_60: float = 0.025
+    prevalent_fracture_log_odds_per_year: float = 0.04
     prevalent_fracture_log_odds_per_t: float = -0.4
     # Body size.
     height_female_cm: float = 161.0

@@ -1,4 +1,5 @@
-"""The report reader's development set (``data/dev_reports.yaml``) and how the reader is scored on it.
+"""The report reader's development set (``data/dev_reports.yaml``), its held-out set
+(``data/holdout_reports.yaml``, same schema) and how the reader is scored on either.
 
 Scores, over all reports of the set:
 
@@ -10,7 +11,7 @@ Scores, over all reports of the set:
 
 "Read as present" is a mapped row neither negated nor uncertain.
 
-Used by ``test_dev_set.py`` and ``benchmarks/bench_report_reader.py``.
+Used by ``test_dev_set.py``, ``test_holdout_set.py`` and ``benchmarks/bench_report_reader.py``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import yaml
 from spineage.findings.vocabulary import ALL_CONDITIONS, DEGENERATIVE_SEVERITIES, LEVELS, PATHOLOGIES
 
 DEV_SET = Path(__file__).resolve().parent / "data" / "dev_reports.yaml"
+HOLDOUT_SET = Path(__file__).resolve().parent / "data" / "holdout_reports.yaml"
+"""Reports written and labelled apart from the reader's development, to estimate how it reads unseen styles."""
 
 
 @dataclass(frozen=True)

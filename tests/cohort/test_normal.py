@@ -126,6 +126,14 @@ def test_default_settings_are_the_papers():
     assert settings.normal_cluster_fraction == 0.15
 
 
+@pytest.mark.parametrize(("n", "expected"), [(5000, (15, 5)), (120, (15, 5)), (119, (15, 5)), (90, (11, 4)), (60, (8, 2)), (10, (3, 2))])
+def test_small_brackets_use_a_smaller_neighbourhood(n, expected):
+    from spineage.cohort.normal import neighbourhood
+
+    assert neighbourhood(n, CohortSettings()) == expected
+    assert neighbourhood(n, CohortSettings(full_neighbourhood_series=0)) == (15, 5)  # 0: the paper's values always
+
+
 def _scripted_runs(monkeypatch, labels_by_seed: dict[int, list[int]]):
     """Replace UMAP + HDBSCAN by fixed labels per run seed (rows in series-id order)."""
     import spineage.cohort.normal as normal

@@ -6,7 +6,9 @@ distance, 15 neighbours, minimum distance 0, two components, seeded, PCA
 initialisation so that the same seed gives the same embedding) and
 clustered with HDBSCAN on the embedding (``min_samples`` 5, a minimum cluster
 size that is a fraction of the bracket, and a per-bracket
-``cluster_selection_epsilon``). A cluster holding more than 15 % of its
+``cluster_selection_epsilon``); a bracket under ``full_neighbourhood_series``
+(120) series scales the neighbours and min_samples down in proportion
+(:func:`neighbourhood`). A cluster holding more than 15 % of its
 bracket is a common, age-typical pattern: its series are **normal**. Series in
 smaller clusters and HDBSCAN's noise points are **abnormal**.
 
@@ -244,21 +246,42 @@ def embed_and_cluster(vectors: np.ndarray, epsilon: float, settings: CohortSetti
         # UMAP warns that a seed forces one thread (wanted: determinism) and about
         # disconnected components (expected: identical vectors form tight islands).
         warnings.simplefilter("ignore")
+        n_neighbors, min_samples = neighbourhood(n, settings)
         embedding = umap.UMAP(
-            n_neighbors=min(settings.umap_n_neighbors, n - 1),
+            n_neighbors=min(n_neighbors, n - 1),
             min_dist=settings.umap_min_dist,
             n_components=2,
             metric=settings.umap_metric,
             init=settings.umap_init,
             random_state=seed,
         ).fit_transform(vectors.astype(np.float64))
-        min_cluster_size = max(settings.min_samples, 2, int(round(settings.min_cluster_fraction * n)))
+        min_cluster_size = max(min_samples, 2, int(round(settings.min_cluster_fraction * n)))
         labels = hdbscan.HDBSCAN(
             min_cluster_size=min_cluster_size,
-            min_samples=settings.min_samples,
+            min_samples=min_samples,
             cluster_selection_epsilon=float(epsilon),
         ).fit_predict(embedding)
     return embedding, labels
+
+
+def neighbourhood(n: int, settings: CohortSettings) -> tuple[int, int]:
+    """UMAP's n_neighbors and HDBSCAN's min_samples for a bracket of ``n`` series.
+
+    The settings' values from ``full_neighbourhood_series`` series up; below,
+    scaled down in proportion (at least 3 and 2), so that the neighbourhood
+    stays a small share of the bracket and a rare pattern's few series can
+    still form a group of their own.
+
+    Example:
+        >>> from spineage.cohort.settings import CohortSettings
+        >>> neighbourhood(600, CohortSettings()), neighbourhood(60, CohortSettings()), neighbourhood(6, CohortSettings())
+        ((15, 5), (8, 2), (3, 2))
+    """
+    full = settings.full_neighbourhood_series
+    if not full or n >= full:
+        return settings.umap_n_neighbors, settings.min_samples
+    share = n / full
+    return max(3, int(round(settings.umap_n_neighbors * share))), max(2, int(round(settings.min_samples * share)))
 
 
 def _by_size(labels: np.ndarray) -> np.ndarray:

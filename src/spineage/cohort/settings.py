@@ -25,7 +25,7 @@ _METRICS = ("canberra", "euclidean", "manhattan", "cosine", "hamming", "jaccard"
 _INITS = ("pca", "random", "spectral")
 _KEYS = {
     "umap_n_neighbors", "umap_min_dist", "umap_metric", "umap_init", "min_samples", "min_cluster_fraction",
-    "epsilon", "normal_cluster_fraction", "min_bracket_series", "split", "consensus_runs",
+    "epsilon", "normal_cluster_fraction", "min_bracket_series", "full_neighbourhood_series", "split", "consensus_runs",
 }
 
 
@@ -47,6 +47,13 @@ class CohortSettings:
         epsilon: HDBSCAN cluster_selection_epsilon per bracket (30 ... 80).
         normal_cluster_fraction: a cluster holding more than this fraction of
             its bracket is normal (the paper: 0.15).
+        full_neighbourhood_series: a bracket (or merged group) with fewer series
+            than this uses proportionally fewer UMAP neighbours and a
+            proportionally smaller HDBSCAN min_samples (at least 3 and 2): a
+            neighbourhood of 15 is a quarter of a 60-series bracket, and UMAP
+            pulls any group smaller than its neighbourhood into the crowd.
+            Larger brackets (the paper's had 460-5,045 series) use the paper's
+            values unchanged; 0 never scales.
         min_bracket_series: a bracket with fewer series is clustered together
             with its neighbouring bracket; if all brackets together have fewer,
             every series is kept as one normal cluster.
@@ -65,6 +72,7 @@ class CohortSettings:
     epsilon: dict[int, float] = field(default_factory=lambda: dict(DEFAULT_EPSILON))
     normal_cluster_fraction: float = 0.15
     min_bracket_series: int = 50
+    full_neighbourhood_series: int = 120
     split_fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPLIT_FRACTIONS))
     consensus_runs: int = 9
 
@@ -119,6 +127,7 @@ def parse_cohort_settings(section: Any) -> CohortSettings:
         epsilon=epsilon,
         normal_cluster_fraction=float(_number(section, "normal_cluster_fraction", defaults.normal_cluster_fraction, 0.0, 1.0)),
         min_bracket_series=int(_number(section, "min_bracket_series", defaults.min_bracket_series, 2, 1_000_000, integer=True)),
+        full_neighbourhood_series=int(_number(section, "full_neighbourhood_series", defaults.full_neighbourhood_series, 0, 1_000_000, integer=True)),
         split_fractions=fractions,
         consensus_runs=int(_number(section, "consensus_runs", defaults.consensus_runs, 1, 101, integer=True)),
     )

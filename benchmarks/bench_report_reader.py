@@ -134,7 +134,8 @@ def time_by_size(sizes_kb: list[int]) -> None:
         for base in texts.values():
             text = (base * (size * 1000 // len(base) + 1))[: size * 1000]
             for cached in (report_reader._normalise, report_reader._clause_rows, report_reader._sentence_clauses,
-                           report_reader._segment_profile, report_reader._finding_spans):
+                           report_reader._segment_profile, report_reader._finding_spans,
+                           report_reader._disc_levels):
                 cached.cache_clear()
             started = time.perf_counter()
             report_reader.read_report(text, "big")

@@ -53,6 +53,23 @@ def test_level_by_level_lists(text, expected):
     assert present(text) == expected
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # Disc levels that no finding took, in a clause whose disc findings name none.
+        ("The degenerate C6/7 disc with a posterior annular tear.", {("C6", "annular_fissure")}),
+        # A disc finding in a later clause of the sentence takes the disc levels of the one before.
+        ("The L3-4 disc is desiccated, with a shallow broad bulge.", {("L3", "desiccation"), ("L3", "disc_bulge")}),
+        ("Grade 1 anterolisthesis of L4 on L5, with uncovering of the disc and a mild bulge.",
+         {("L4", "spondylolisthesis"), ("L4", "disc_bulge")}),
+        # A single vertebra names no disc; a line's heading comes first.
+        ("The conus ends at L1, with a small disc bulge.", {("", "disc_bulge")}),
+    ],
+)
+def test_a_disc_finding_without_a_level_takes_the_disc_its_sentence_names(text, expected):
+    assert present(text) == expected
+
+
 def test_a_level_list_running_on_past_a_comma_stays_with_its_finding():
     text = "Disc bulges are seen at C3-4, C4-5 and C5-6 indenting the thecal sac."
     assert present(text) == {("C3", "disc_bulge"), ("C4", "disc_bulge"), ("C5", "disc_bulge")}
@@ -96,6 +113,8 @@ def test_nerve_roots_are_not_levels_of_a_finding():
         ("radial annular tear at L4-5", "annular_fissure"),
         ("tear of the posterior annulus at L4-5", "annular_fissure"),
         ("fissure in the annulus fibrosus at L4-5", "annular_fissure"),
+        ("endplate irregularity at T8-9", "endplate_change"),
+        ("end plate sclerosis at L4-5", "endplate_change"),
     ],
 )
 def test_synonyms_of_real_reports(text, condition):
@@ -192,6 +211,11 @@ def test_cord_signal_change_is_a_cord_abnormality(text):
         ("Metastatic disease is considered unlikely.", "bone_lesion"),
         ("A small focus of fatty marrow in L3 is unlikely to represent metastasis.", "bone_lesion"),
         ("Lordosis is preseved.", "kyphosis_or_lordosis"),  # a typo of the cue word
+        ("The sequestered fragment at L5/S1 has resorbed.", "extrusion"),
+        ("Interval resorption of the C5/6 extrusion.", "extrusion"),
+        ("Mild canal stenosis at C3/4 is questioned, partly artefact.", "spinal_stenosis"),
+        ("A compression fracture of T7 was queried on radiographs.", "fracture"),
+        ("An annular fissure at L4/5 is equivocal.", "annular_fissure"),
     ],
 )
 def test_normal_states_hedges_and_resolutions_are_not_present(text, condition):

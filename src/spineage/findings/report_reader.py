@@ -52,15 +52,19 @@ How a report is read:
   disc protrusion", "at the level C6/7 severe cord compression"). A disc
   (degenerative) finding with no level of its own borrows the levels of its
   neighbour ("disc protrusion and kyphosis at C3/4"; "disc bulge with annular
-  fissure at L4/5"), and a line headed by levels gives them to every finding
-  that names none, until a sentence names levels of its own: "L4-5: ...",
-  "L4-5 level: ...", "L3-4 - ...", "T12-L1 through L2-L3: ...", "L4-L5 and
-  L5-S1: ...", a disc opening the line before a capital ("C4-C5 Disc bulge
-  ..."), and a sentence opening "At L4-5, ..." or "At L4-5 there is ..." (not
+  fissure at L4/5"), else the disc levels of its clause that no finding took
+  ("Degenerate L5/6 disc with annular fissure"); a line headed by levels gives
+  them to every finding that names none, until a sentence names levels of its
+  own: "L4-5: ...", "L4-5 level: ...", "L3-4 - ...", "T12-L1 through L2-L3:
+  ...", "L4-L5 and L5-S1: ...", a disc opening the line before a capital
+  ("C4-C5 Disc bulge ..."), and a sentence opening "At L4-5, ..." or "At L4-5 there is ..." (not
   "At C4/5 and C5/6 ..."). A heading alone on its line heads the lines below
-  it, until a blank line, a label or another heading. A list "Desiccation: mild at C4/5;
-  moderate at C5/6" gives its label's finding to every part. Section labels
-  ("Impression:", "C-spine:") are skipped. Pathologies and other findings keep
+  it, until a blank line, a label or another heading. Failing a heading, a disc
+  finding with no level takes the disc levels of the nearest clause before it in
+  its sentence ("The L4-5 extrusion has resorbed, with only a small residual
+  protrusion"; a single vertebra, "conus at L1", names no disc). A list
+  "Desiccation: mild at C4/5; moderate at C5/6" gives its label's finding to
+  every part. Section labels ("Impression:", "C-spine:") are skipped. Pathologies and other findings keep
   level "" when no level is written for them: the cord compression in
   "cord compression due to C4/5 disc protrusion" has level "".
 * **Severity.** minimal, slight, mild, small, minor, tiny, subtle, low-grade:
@@ -81,18 +85,18 @@ How a report is read:
   are ``present``.
 * **Negation and uncertainty** are scoped to the sub-clause. Cues before a
   finding ("no", "not", "without", "negative for", "free of", "absence of",
-  "lack of", "nor", "no longer", "(interval) resolution of", "unlikely to
-  represent", "less likely"; "normal", "preserved", "preservation of",
+  "lack of", "nor", "no longer", "(interval) resolution/resorption of",
+  "unlikely to represent", "less likely"; "normal", "preserved", "preservation of",
   "maintained", "absent", "resolved", "intact" for the next three words) reach
   forward until "but", "however", "except", "otherwise" ... or an "and" that
   starts a graded finding ("no stenosis and mild kyphosis"); cues after it
   ("ruled out", "excluded", "not seen", "is normal/preserved/unremarkable", "is
-  no longer seen", "has resolved", "is unlikely") reach back. Resolved findings
-  are negated. Uncertainty: "possible", "probable", "questionable",
+  no longer seen", "has resolved", "has resorbed", "is unlikely") reach back.
+  Resolved findings are negated. Uncertainty: "possible", "probable", "questionable",
   "suspected", "suspicious for", "concerning for", "suggestive of", "may
   represent", "likely", "differential", "cannot be excluded", "not ruled out",
-  "?", and "versus" both ways ("haemangioma versus metastasis"). Negated and
-  uncertain findings are still emitted, flagged.
+  "is questioned/queried/equivocal", "?", and "versus" both ways ("haemangioma
+  versus metastasis"). Negated and uncertain findings are still emitted, flagged.
 * **Synonyms** (British and American spellings, case-insensitive, typos of one
   letter in words of seven letters or more: "protusion", "desication",
   "compresion", "kyfphosis"): see :data:`CONDITION_PATTERNS`; "spur-disk
@@ -222,7 +226,7 @@ CONDITION_PATTERNS: dict[str, tuple[str, ...]] = {
     ),
     "endplate_change": (
         r"modic(?:\s+type)?(?:\s*(?:[123]|i{1,3})\b(?:\s*(?:/|and|-)\s*(?:[123]|i{1,3})\b)?)?(?:\s+(?:end[\s-]?plate\s+)?(?:changes?|degenerat\w*))?",
-        rf"end[\s-]?plates?\s+(?:signal\s+)?(?:changes?|{_OEDEMA}|degenerat\w*|marrow\s+changes?)",
+        rf"end[\s-]?plates?\s+(?:signal\s+)?(?:changes?|{_OEDEMA}|degenerat\w*|marrow\s+changes?|irregularit\w*|sclerosis)",
         r"type\s+(?:[123]|i{1,3})\s+(?:end[\s-]?plate|modic)\s+changes?",
     ),
     "annular_fissure": (
@@ -365,7 +369,7 @@ _GRADE_VALUES = {"1": 1, "i": 1, "2": 2, "ii": 2, "3": 3, "iii": 3, "4": 3, "iv"
 
 _NEG_PRE = (
     r"\b(?:no|not|without|negative\s+for|free\s+of|absence\s+of|lack\s+of|nor|neither|no\s+longer"
-    r"|(?:interval\s+)?resolution\s+of"
+    r"|(?:interval\s+)?(?:resolution|resorption)\s+of"
     r"|(?:(?:is|are|was|were)\s+)?(?:considered\s+|felt\s+|thought\s+)?unlikely\s+to\s+(?:represent|be|reflect)|(?:less|not)\s+likely|doubtful\s+for)\b"
 )
 # Words that deny only what follows closely ("normal cervical lordosis", "preservation of the
@@ -377,7 +381,7 @@ _NEG_POST = (
     r"|(?:is|are|was|were|appears?|remains?)\s+(?:otherwise\s+)?(?:normal|absent|preserved|maintained|intact|unremarkable)"
     r"|unremarkable|within\s+normal\s+limits"
     r"|no\s+longer\s+(?:seen|visible|present|evident|identified|demonstrated|apparent|noted|appreciated|visuali[sz]ed)"
-    r"|(?:has|have|had|is|are|was|were)\s+(?:since\s+|now\s+|completely\s+|largely\s+)?resolved|resolved"
+    r"|(?:has|have|had|is|are|was|were)\s+(?:since\s+|now\s+|completely\s+|largely\s+)?(?:resolved|resorbed)|resolved"
     r"|(?:is|are|was|were)\s+(?:considered\s+|felt\s+|thought\s+|deemed\s+)?(?:to\s+be\s+)?(?:unlikely|less\s+likely|doubtful)"
     r"|unlikely|doubtful)\b"
 )
@@ -392,7 +396,8 @@ _UNC_BOTH = r"\b(?:versus|vs)\b"
 _UNC_POST = (
     r"\b(?:(?:cannot|can\s*not|could\s+not|can't)\s+be\s+(?:excluded|ruled\s+out)"
     r"|(?:is\s+|are\s+)?not\s+(?:be\s+)?(?:excluded|ruled\s+out)"
-    r"|(?:is|are)\s+(?:suspected|questionable|possible|likely|probable))\b"
+    # (not "is uncertain/indeterminate": "the age of the fracture is indeterminate" affirms the fracture)
+    r"|(?:is|are|was|were)\s+(?:suspected|questioned|queried|questionable|possible|likely|probable|equivocal))\b"
 )
 _TERMINATORS = (
     r"\b(?:but|however|although|though|except|apart\s+from|aside\s+from|other\s+than|whereas|while|otherwise)\b"
@@ -510,6 +515,7 @@ _AND_BEFORE_AFFIRMED = re.compile(
 
 _REGION_OF_LETTER = {"c": "C", "t": "T", "th": "T", "d": "T", "l": "L", "s": "S"}
 _REGION_MAX = {"C": 7, "T": 13, "L": 7, "S": 5}
+_DISC_KINDS = frozenset({"disc", "range", "chain", "on"})  # level mentions that name discs, not one vertebra
 _VERTEBRAL_CONDITIONS = frozenset({"fracture", "bone_lesion", "transitional_vertebra", "soft_tissue_edema"})
 _UNGRADED_DEGENERATIVE = frozenset(c for c, s in DEGENERATIVE_SEVERITIES.items() if s == ("present",))
 _LEVEL_SET = frozenset(LEVELS)
@@ -1096,10 +1102,14 @@ class _Row:
 
 @functools.lru_cache(maxsize=16384)
 def _clause_rows(
-    source: str, heading: tuple[_LevelMention, ...], named: frozenset[str] = frozenset()
+    source: str,
+    heading: tuple[_LevelMention, ...],
+    named: frozenset[str] = frozenset(),
+    before: tuple[_LevelMention, ...] = (),
 ) -> tuple[_Row, ...]:
     """The rows of one clause (``source`` is its original text; ``heading`` the line's level;
-    ``named`` the supernumerary vertebrae named anywhere in the report)."""
+    ``named`` the supernumerary vertebrae named anywhere in the report; ``before`` the disc
+    levels of the nearest clause before it in its sentence that names some)."""
     text = _normalise(source)
     if not text:
         return ()
@@ -1152,9 +1162,18 @@ def _clause_rows(
         _apply_cues(clause, sub_findings, sub_cues)
         _borrow_levels(sub_findings)
     _borrow_levels(findings)
+    # "Degenerate L5/6 disc with annular fissure": disc levels that no finding took belong
+    # to the disc findings of the clause that name none.
+    free_discs = [m for m in orphans if m.kind in _DISC_KINDS]
+    for finding in findings:
+        if not finding.mentions and free_discs and _is_degenerative(finding):
+            finding.mentions = list(free_discs)
     for finding in findings:
         if not finding.mentions and heading:
             finding.mentions = list(heading)
+        elif not finding.mentions and before and _is_degenerative(finding):
+            # "The L4-5 extrusion has resorbed, with only a small residual protrusion": the sentence's disc.
+            finding.mentions = list(before)
 
     # A stenosis said to be congenital in its clause is also a congenital narrowing.
     if not any(f.condition == "congenital_canal_narrowing" for f in findings) and any(
@@ -1203,6 +1222,12 @@ def _clause_rows(
 # ---------------------------------------------------------------------------
 # Clauses of a sentence
 # ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16384)
+def _disc_levels(clause: str) -> tuple[_LevelMention, ...]:
+    """The disc levels a clause writes ("L4-5", "C3-C5", "L4 on L5"), not single vertebrae or nerve roots."""
+    return tuple(m for m in _find_levels(_normalise(clause)) if m.kind in _DISC_KINDS)
 
 
 def _stands_alone(inner: str, sentence_conditions: Counter) -> bool:
@@ -1510,8 +1535,10 @@ def _report_rows(text: object, report_id: str) -> list[tuple]:
                 carried = heading if not sentence.strip() and index == len(sentences) - 1 else ()
             elif heading and _find_levels(_normalise(sentence)):
                 heading = carried = ()  # a sentence naming its own levels ends the line's heading
+            before: tuple[_LevelMention, ...] = ()
             for clause in _sentence_clauses(sentence):
-                rows += _clause_rows(clause, heading, named)
+                rows += _clause_rows(clause, heading, named, before)
+                before = _disc_levels(clause) or before
 
     rows = _place_levelless(rows, text)
     merged: dict[tuple[str, str], int] = {}

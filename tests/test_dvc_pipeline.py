@@ -43,6 +43,7 @@ PARAMS_SECTIONS_READ: dict[tuple[str, ...], frozenset[str]] = {
     ("preprocess",): frozenset({"preprocess"}),
     ("segment", "train"): frozenset({"seed", "segmentation"}),
     ("train",): frozenset({"seed", "train", "preprocess"}),
+    ("evaluate",): frozenset({"evaluate"}),
 }
 """The params.yaml sections each pipeline command's output depends on (read off the code: the
 loaders each command calls). Every command also checks seed, data, synth and validation through

@@ -19,6 +19,7 @@ from spineage.config import (
     parse_validation,
     read_params_mapping,
 )
+from spineage.evaluation.settings import EvaluationSettings, parse_evaluation_settings
 from spineage.findings.stage import FindingsSettings, parse_findings_settings
 from spineage.imaging.preprocess import PreprocessSettings, parse_preprocess_settings
 from spineage.imaging.segmentation import (
@@ -37,6 +38,7 @@ SECTIONS = {
     "preprocess": (parse_preprocess_settings, PreprocessSettings),
     "segmentation": (parse_segmentation_settings, SegmentationSettings),
     "train": (parse_training_settings, TrainingSettings),
+    "evaluate": (parse_evaluation_settings, EvaluationSettings),
     "validation": (parse_validation, ValidationSettings),
 }
 """Sections parsed by a function of their own, with their settings class."""
@@ -63,7 +65,7 @@ def test_seed_data_and_synth_are_the_code_defaults() -> None:
     assert parse_params({}) == Params()
 
 
-@pytest.mark.parametrize("name", ["findings", "preprocess", "segmentation", "train", "validation"])
+@pytest.mark.parametrize("name", ["findings", "preprocess", "segmentation", "train", "validation", "evaluate"])
 def test_params_yaml_spells_out_every_setting(name: str) -> None:
     """Every tunable value is visible in params.yaml, not only in the code."""
     _, settings_class = SECTIONS[name]

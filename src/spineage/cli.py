@@ -371,6 +371,27 @@ def train(
         typer.echo(str(result))
 
 
+@app.command()
+@user_errors
+def evaluate(
+    train_reports: Path = typer.Option(Path("reports/train"), help="The train stage's reports (predictions.csv, metrics.json: run and model)."),
+    interim: Path = typer.Option(Path("data/interim"), help="Folder of cohort.csv (subject, sex, bracket) and findings.parquet."),
+    raw: Optional[Path] = typer.Option(Path("data/raw"), help="The raw cohort; its ground_truth.json, for a phantom, measures the SAG."),
+    model: Optional[Path] = typer.Option(Path("models/spine-age"), help="The trained model folder (best.pt, checkpoint.pt), for Grad-CAM."),
+    processed: Optional[Path] = typer.Option(Path("data/processed"), help="The preprocessed arrays, for Grad-CAM."),
+    reports: Path = typer.Option(Path("reports/evaluate"), help="Folder for metrics.json, predictions.csv, the tables and figures."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (evaluate section)."),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log to the candidate's MLflow run and model version."),
+) -> None:
+    """Bias-correct the spine age, measure it (raw and corrected), give each scan a normative range, log to the candidate."""
+    from spineage.evaluation.settings import load_evaluation_settings
+    from spineage.evaluation.stage import EvaluationInputs, evaluate_spine_age
+
+    inputs = EvaluationInputs(train_reports, interim, raw, model, processed)
+    result = evaluate_spine_age(inputs, load_evaluation_settings(params), reports, log_mlflow=mlflow)
+    typer.echo(f"wrote {reports}: {result}")
+
+
 def main() -> None:  # pragma: no cover - the console script calls app directly
     app()
 

@@ -145,10 +145,12 @@ class Params:
     validation: ValidationSettings = field(default_factory=ValidationSettings)
 
 
-PARAMS_KEYS: tuple[str, ...] = ("seed", "data", "synth", "validation", "findings", "cohort", "preprocess", "segmentation", "train")
+PARAMS_KEYS: tuple[str, ...] = (
+    "seed", "data", "synth", "validation", "findings", "cohort", "preprocess", "segmentation", "train", "evaluate",
+)
 """The top-level keys of params.yaml, every one required in the file. ``seed``, ``data``, ``synth`` and
-``validation`` are read here; ``findings``, ``cohort``, ``preprocess``, ``segmentation`` and ``train``
-by the settings modules of their stages."""
+``validation`` are read here; ``findings``, ``cohort``, ``preprocess``, ``segmentation``, ``train`` and
+``evaluate`` by the settings modules of their stages."""
 
 
 def _profile(name: str, raw: Any) -> SynthProfile:

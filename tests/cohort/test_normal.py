@@ -11,7 +11,6 @@ from spineage.cohort.normal import (
     OUTSIDE_BRACKETS,
     clustering_groups,
     describe_cluster,
-    in_normal_cluster,
     normal_cohort,
 )
 from spineage.cohort.settings import CohortSettings, parse_cohort_settings
@@ -164,20 +163,6 @@ def test_a_series_is_normal_when_most_runs_put_it_in_a_normal_cluster(monkeypatc
     group = next(r for r in results if r.clustered)
     assert group.runs == 3 and group.representative_run == 0
     assert group.stability == pytest.approx(out["normal_agreement"].mean(), abs=1e-4)
-
-
-def test_a_merged_group_judges_each_bracket_by_its_own_series():
-    # 80 series of bracket 70 and 12 of bracket 80 clustered together. Cluster 1 holds 14 of the
-    # 92 (15.2 %, normal for the group), but 2 of the 80 seventy-year-olds (2.5 %) and 12 of the
-    # 12 eighty-year-olds: it is age-typical for the 80s and atypical for the 70s.
-    brackets = np.array([70] * 80 + [80] * 12)
-    labels = np.array([0] * 78 + [1] * 2 + [1] * 12)
-    normal = in_normal_cluster(labels, brackets, 0.15)
-    assert normal[:78].all() and not normal[78:80].any() and normal[80:].all()
-    # A bracket alone: the same as the clusters over 15 %.
-    alone = np.array([0] * 10 + [1] * 2 + [-1])
-    assert in_normal_cluster(alone, np.full(13, 40), 0.15).tolist() == [True] * 12 + [False]
-    assert in_normal_cluster(alone, np.full(13, 40), 0.16).tolist() == [True] * 10 + [False] * 3
 
 
 def test_one_run_is_the_papers_single_run(monkeypatch):

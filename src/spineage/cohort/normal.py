@@ -33,8 +33,9 @@ Cluster numbers written out:
 A bracket with fewer than ``min_bracket_series`` series is too small for UMAP
 and HDBSCAN to mean anything: it is clustered together with its neighbouring
 bracket (80 with 70 in the default-size phantom; :func:`clustering_groups`),
-with the epsilon of the larger one; the 15 % threshold still applies to each
-bracket's own series (:func:`in_normal_cluster`). If even all brackets together fall short (a tiny test cohort),
+with the epsilon of the larger one, and the 15 % threshold applies to the
+merged group (a bracket of a dozen series cannot set a norm of its own: two
+series would be 15 % of it). If even all brackets together fall short (a tiny test cohort),
 every series forms one cluster ``0``, kept as normal so that there is still a
 training set, and the summary says so.
 
@@ -169,8 +170,7 @@ class BracketClusters:
         series_brackets: the bracket of each series.
         labels: cluster per series (0, 1, ... largest first; -1 noise).
         embedding: the 2-D UMAP embedding, or None when there were too few series to cluster.
-        normal_clusters: the clusters holding more than the normal fraction of the series
-            (of one of its brackets' series, in a merged group).
+        normal_clusters: the clusters holding more than the normal fraction of the series.
         cluster_labels: the words naming each cluster (noise included).
         normal: the consensus verdict per series (normal in more than half of the runs).
         agreement: per series, the share of runs agreeing with ``normal``.
@@ -312,22 +312,6 @@ def normal_clusters_of(labels: np.ndarray, fraction: float) -> set[int]:
     return {int(c) for c, k in zip(clusters, counts) if k > fraction * len(labels)}
 
 
-def in_normal_cluster(labels: np.ndarray, series_brackets: np.ndarray, fraction: float) -> np.ndarray:
-    """Whether each series sits in a cluster holding more than ``fraction`` of *its own* bracket's series.
-
-    For a bracket clustered alone this is membership of :func:`normal_clusters_of`;
-    in a merged group (:func:`clustering_groups`) a cluster is age-typical for
-    a bracket only when it holds more than ``fraction`` of that bracket's series,
-    so merging brackets to have enough series to cluster never turns a
-    pattern common in one bracket into the norm of another.
-    """
-    out = np.zeros(len(labels), dtype=bool)
-    for bracket in np.unique(series_brackets):
-        rows = series_brackets == bracket
-        out[rows] = np.isin(labels[rows], sorted(normal_clusters_of(labels[rows], fraction)))
-    return out
-
-
 def cluster_group(
     brackets: tuple[int, ...], series_brackets: np.ndarray, region_vectors: pd.DataFrame,
     settings: CohortSettings, seed: int,
@@ -363,13 +347,12 @@ def cluster_group(
     for run in range(settings.consensus_runs):
         embedding, raw_labels = embed_and_cluster(values, settings.epsilon[largest], settings, run_seed(seed, run))
         labels = _by_size(raw_labels)
-        in_normal = in_normal_cluster(labels, series_brackets, settings.normal_cluster_fraction)
-        runs.append((embedding, labels, {int(c) for c in np.unique(labels[in_normal])}, in_normal))
-    votes = np.array([in_normal for *_, in_normal in runs])
+        runs.append((embedding, labels, normal_clusters_of(labels, settings.normal_cluster_fraction)))
+    votes = np.array([np.isin(labels, sorted(normal)) for _, labels, normal in runs])
     consensus = votes.mean(axis=0) > 0.5
     agreement = (votes == consensus).mean(axis=0)
     representative = int(np.argmax((votes == consensus).mean(axis=1)))  # the first of equals
-    embedding, labels, normal, _ = runs[representative]
+    embedding, labels, normal = runs[representative]
     names = {int(c): describe_cluster(region_vectors[labels == c]) for c in np.unique(labels)}
     if NOISE in names:
         names[NOISE] = f"unclustered (noise): {names[NOISE]}"

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from spineage.models.spine_age import SpineAgeNet
+    from spineage.training.settings import TrainingSettings
 
 LOG_CONTRAST_SCALE = 288.0
 """The paper's contrast: a normalised map value x is shown as max(ln(288·x), 1)."""
@@ -168,25 +169,38 @@ def render_gradcam_montage(
         plt.close(fig)
 
 
-def load_trained_network(model_dir: Path, input_shape: tuple[int, int, int]) -> tuple[SpineAgeNet, Any]:
-    """The trained network of the train stage's folder (``best.pt``'s weights, ``checkpoint.pt``'s settings).
+def trained_settings(model_dir: Path) -> TrainingSettings:
+    """The training settings ``checkpoint.pt`` of the train stage's folder was written with.
+
+    Raises:
+        UserError: if the checkpoint is missing or unreadable, or its settings are not valid ones.
+    """
+    from spineage.training.checkpoint import CHECKPOINT, load_checkpoint
+    from spineage.training.settings import parse_training_settings
+
+    saved = load_checkpoint(Path(model_dir) / CHECKPOINT).get("settings") or {}
+    return parse_training_settings({k: v for k, v in saved.items() if k != "seed"}, seed=int(saved.get("seed", 0)))
+
+
+def load_trained_network(model_dir: Path, input_shape: tuple[int, int, int], settings: TrainingSettings | None = None) -> SpineAgeNet:
+    """The trained network of the train stage's folder (``best.pt``'s weights, the architecture of ``settings``).
 
     Only what Grad-CAM needs is rebuilt: the architecture and weights (the regression head's
     age scale is an affine map, which the normalised map does not see).
 
-    Returns:
-        (the network in eval mode, its :class:`~spineage.training.settings.TrainingSettings`).
+    Args:
+        model_dir: the train stage's model folder.
+        input_shape: voxels (X, Y, Z) the network reads.
+        settings: its training settings (default: :func:`trained_settings`).
 
     Raises:
         UserError: if a file is missing or does not fit the network its settings describe.
     """
     from spineage.models.losses import age_bin_centres
     from spineage.models.spine_age import SpineAgeNet
-    from spineage.training.checkpoint import BEST, CHECKPOINT, load_checkpoint
-    from spineage.training.settings import parse_training_settings
+    from spineage.training.checkpoint import BEST, load_checkpoint
 
-    saved = load_checkpoint(Path(model_dir) / CHECKPOINT).get("settings") or {}
-    settings = parse_training_settings({k: v for k, v in saved.items() if k != "seed"}, seed=int(saved.get("seed", 0)))
+    settings = settings or trained_settings(model_dir)
     bins = age_bin_centres(*settings.age_bins).tolist() if settings.loss == "mean_variance" else None
     net = SpineAgeNet(input_shape=input_shape, channels=settings.channels, head_channels=settings.head_channels, age_bins=bins)
     try:
@@ -194,4 +208,4 @@ def load_trained_network(model_dir: Path, input_shape: tuple[int, int, int]) -> 
     except (KeyError, RuntimeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"Expected the weights in {Path(model_dir) / BEST} to fit the trained network, found: {first}") from None
-    return net.eval(), settings
+    return net.eval()

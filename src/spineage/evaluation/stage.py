@@ -13,8 +13,9 @@ Reads the train stage's predictions of every series and:
 4. measures repeat-scan stability (ICC(2,1)) of the corrected age on subjects never trained on;
 5. lists every scan with |SAG| above ``large_gap_years`` with its findings;
 6. draws the figures and a Grad-CAM montage (young, old and large-gap scans);
-7. logs the figures to the candidate's MLflow run and stores the correction and the
-   normative range as tags of the run and of the registered model version, for inference.
+7. logs the figures of merit to the candidate's MLflow run (``eval_*`` metrics) and stores the
+   correction and the normative range as tags of the run and of the registered model version,
+   so that inference applies exactly them (:func:`stored_bias_correction`).
 
 Outputs in ``reports/evaluate/``:
 
@@ -302,10 +303,9 @@ def run_gradcam(table: pd.DataFrame, settings: EvaluationSettings, model: Path, 
         load_trained_network,
         render_gradcam_montage,
         spine_age_gradcam,
+        trained_settings,
     )
-    from spineage.training.checkpoint import CHECKPOINT, load_checkpoint
     from spineage.training.data import centre_crop, fit_to_network, read_manifest
-    from spineage.training.settings import parse_training_settings
 
     cases = gradcam_cases(table, settings.gradcam_cases)
     if not cases:
@@ -314,13 +314,12 @@ def run_gradcam(table: pd.DataFrame, settings: EvaluationSettings, model: Path, 
     absent = [s for s, _ in cases if s not in manifest.index]
     if absent:
         raise UserError(f"Expected preprocessed arrays of the Grad-CAM scans in {processed}, found {absent} missing")
-    saved = load_checkpoint(Path(model) / CHECKPOINT).get("settings") or {}
-    training = parse_training_settings({k: v for k, v in saved.items() if k != "seed"})
+    training = trained_settings(model)
     arrays = [np.load(Path(processed) / str(manifest.loc[s, "file"]), allow_pickle=False) for s, _ in cases]
     cropped_shape = centre_crop(arrays[0], training.crop_shape).shape if training.crop_shape else arrays[0].shape
     volumes = np.stack([fit_to_network(a, training.crop_shape, training.input_shape) for a in arrays]).astype(np.float32)
     input_shape = tuple(int(v) for v in volumes.shape[1:])
-    net, _ = load_trained_network(model, input_shape)
+    net = load_trained_network(model, input_shape, training)
     block = choose_gradcam_block(input_shape, len(net.blocks), settings.gradcam_layer, settings.gradcam_min_cells)
     maps = spine_age_gradcam(net, volumes, block)
     try:  # the manifest's voxel size ("4x3x4" mm), scaled by the resize to the network's grid

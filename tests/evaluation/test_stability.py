@@ -8,7 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spineage.evaluation.stability import icc_2_1, repeat_scan_pairs, repeat_scan_stability
+from spineage.evaluation.stability import (
+    icc_2_1,
+    repeat_scan_pairs,
+    repeat_scan_stability,
+)
 
 # Shrout & Fleiss (1979), Table 2: six targets rated by four judges. Their Table 4 gives ICC(2,1) = 0.29
 # (ICC(1,1) = 0.17, ICC(3,1) = 0.71); the 95 % CI of ICC(2,1) by McGraw & Wong's F-based formula is 0.02 to 0.76.

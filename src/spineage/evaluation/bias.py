@@ -154,7 +154,7 @@ def fit_bias_correction(method: str, predicted: np.ndarray, age: np.ndarray, spl
         raise UserError(f"Expected at least 3 {split} series of different ages to fit the bias correction, found {len(age)}")
     target = predicted if method == "cole" else predicted - age
     slope, intercept = np.polyfit(age, target, 1)
-    correction = BiasCorrection(method, round(float(slope), 12), round(float(intercept), 12), split, int(len(age)))
+    correction = BiasCorrection(method, round(float(slope), 12), round(float(intercept), 12), split, len(age))
     _check(correction)
     return correction
 

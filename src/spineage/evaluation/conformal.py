@@ -85,8 +85,8 @@ def calibrate_normative_range(residuals: np.ndarray, coverage: float, split: str
             f"Expected at least {max(needed, 2)} {split} series to calibrate a {coverage:.0%} normative range, found {len(residuals)}"
         )
     regressor = ConformalRegressor().fit(residuals=residuals)
-    low, high = regressor.predict_int(y_hat=np.zeros(1), confidence=coverage)[0]
-    return NormativeRange(coverage=float(coverage), half_width=float(high), n_calibration=int(len(residuals)), split=split)
+    _, high = regressor.predict_int(y_hat=np.zeros(1), confidence=coverage)[0]
+    return NormativeRange(coverage=float(coverage), half_width=float(high), n_calibration=len(residuals), split=split)
 
 
 def empirical_coverage(normative: NormativeRange, corrected: np.ndarray, age: np.ndarray) -> float:

@@ -72,7 +72,7 @@ def age_metrics(table: pd.DataFrame, predicted: np.ndarray) -> dict[str, float]:
     predicted = np.asarray(predicted, float)
     gap = predicted - age
     return {
-        "n": int(len(age)),
+        "n": len(age),
         "mae": mean_absolute_error(age, predicted),
         "wmae": weighted_mae(age, predicted, table["bracket"].to_numpy()) if "bracket" in table else math.nan,
         "r2": r_squared(age, predicted),

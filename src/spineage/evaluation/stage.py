@@ -53,10 +53,23 @@ import numpy as np
 import pandas as pd
 
 from spineage.atomic import write_atomic, write_json_atomic
-from spineage.cohort.splits import FULL_TEST_ABNORMAL, FULL_TEST_SPLITS, TEST, VALIDATION
+from spineage.cohort.splits import (
+    FULL_TEST_ABNORMAL,
+    FULL_TEST_SPLITS,
+    TEST,
+    VALIDATION,
+)
 from spineage.errors import UserError
-from spineage.evaluation.bias import BiasCorrection, apply_bias_correction, fit_bias_correction
-from spineage.evaluation.conformal import NormativeRange, calibrate_normative_range, empirical_coverage
+from spineage.evaluation.bias import (
+    BiasCorrection,
+    apply_bias_correction,
+    fit_bias_correction,
+)
+from spineage.evaluation.conformal import (
+    NormativeRange,
+    calibrate_normative_range,
+    empirical_coverage,
+)
 from spineage.evaluation.metrics import age_metrics, mean_absolute_error, pearson_r
 from spineage.evaluation.settings import EvaluationSettings
 from spineage.raw_cohort import read_cohort_table
@@ -242,8 +255,8 @@ def truth_metrics(table: pd.DataFrame, bio: dict[str, float]) -> dict[str, Any]:
     """For a phantom: raw and corrected MAE against the planted biological age, r(SAG, planted gap), per set."""
     biological = table["series_id"].map(bio).to_numpy(float)
     figures = {}
-    for name in EVALUATION_SETS:
-        rows = table["split"].isin(EVALUATION_SETS[name]).to_numpy() & np.isfinite(biological)
+    for name, splits in EVALUATION_SETS.items():
+        rows = table["split"].isin(splits).to_numpy() & np.isfinite(biological)
         age, planted_gap = table["age"].to_numpy(float)[rows], biological[rows] - table["age"].to_numpy(float)[rows]
         figures[name] = {
             "n": int(rows.sum()),
@@ -460,7 +473,10 @@ def evaluate_spine_age(
 
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    from spineage.evaluation.figures import render_error_by_bracket_sex, render_predicted_vs_age
+    from spineage.evaluation.figures import (
+        render_error_by_bracket_sex,
+        render_predicted_vs_age,
+    )
 
     render_predicted_vs_age(table, reports_dir / PREDICTED_VS_AGE)
     render_error_by_bracket_sex(by_group, reports_dir / ERROR_BY_BRACKET_SEX)

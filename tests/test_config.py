@@ -114,3 +114,33 @@ def test_a_misspelt_top_level_key_in_the_file_names_the_known_ones(tmp_path: Pat
     path = write_params(tmp_path / "params.yaml", {"trian": {"batch_size": 4}})
     with pytest.raises(UserError, match=r"Expected keys of .*params.yaml among \[.*'train'.*\], found \['trian'\]"):
         load_params(path)
+
+
+def test_set_changes_one_setting_and_reads_the_value_as_yaml(tmp_path: Path) -> None:
+    from spineage.config import read_params_mapping
+
+    path = write_params(tmp_path / "params.yaml")
+    raw = read_params_mapping(path, ["train.loss=smooth_l1", "train.train_fraction=0.1", "preprocess.segmentation_model=null"])
+    assert raw["train"]["loss"] == "smooth_l1" and raw["train"]["train_fraction"] == 0.1
+    assert raw["preprocess"]["segmentation_model"] is None
+    unchanged = read_params_mapping(path)
+    assert unchanged["train"]["loss"] == "mse" and unchanged["preprocess"]["segmentation_model"] == "models/spine-seg"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("train.loss", "Expected --set SECTION.KEY=VALUE"),
+        ("train.los=mse", "Expected --set to name a key of the params file, found 'train.los'"),
+        ("trian.loss=mse", "found 'trian.loss' (trian is not a section)"),
+        ("seed.x=1", "(seed is not a section)"),
+        ("train.loss=[1", "Expected a YAML value in --set"),
+        ("seed=-3", "non-negative integer seed"),  # the value passes the file's own checks
+    ],
+)
+def test_a_bad_set_is_a_one_line_user_error(tmp_path: Path, assignment: str, message: str) -> None:
+    from spineage.config import read_params_mapping
+
+    with pytest.raises(UserError) as error:
+        read_params_mapping(write_params(tmp_path / "params.yaml"), [assignment])
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -281,14 +282,57 @@ def check_params_shape(raw: Any, path: str | Path = "params.yaml") -> dict[str, 
     return raw
 
 
-def read_params_mapping(path: str | Path = "params.yaml") -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """A copy of the params mapping with ``section.key=value`` assignments applied (the CLI's ``--set``).
+
+    Each value is read as YAML (``0.1``, ``null``, ``[8, 24, 96]``, ``smooth_l1``). Only a
+    key the mapping already holds can be set, so that a misspelt one fails instead of
+    being ignored; the section's own checks then judge the value.
+
+    Example:
+        >>> apply_overrides({"train": {"loss": "mse"}}, ["train.loss=smooth_l1"])
+        {'train': {'loss': 'smooth_l1'}}
+
+    Raises:
+        UserError: for an assignment without ``=``, a key path the params do not hold, or a value that is not YAML.
+    """
+    import copy
+
+    import yaml
+
+    changed = copy.deepcopy(raw)
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or not key.strip():
+            raise UserError(f"Expected --set SECTION.KEY=VALUE (e.g. train.loss=smooth_l1), found {assignment!r}")
+        *parents, leaf = key.strip().split(".")
+        mapping = changed
+        for depth, part in enumerate(parents):
+            mapping = mapping.get(part) if isinstance(mapping, dict) else None
+            if not isinstance(mapping, dict):
+                raise UserError(f"Expected --set to name a key of the params file, found {key!r} ({'.'.join(parents[:depth + 1])} is not a section)")
+        if not isinstance(mapping, dict) or leaf not in mapping:
+            raise UserError(f"Expected --set to name a key of the params file, found {key!r}, which it does not hold")
+        try:
+            mapping[leaf] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise UserError(f"Expected a YAML value in --set {assignment!r}, found an error: {str(error).splitlines()[0]}") from None
+    return changed
+
+
+def read_params_mapping(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The params file as a mapping, after :func:`check_params_shape` and the checks of :func:`parse_params`.
 
     Stages whose sections live in their own modules read them from here.
 
+    Args:
+        path: the params file.
+        overrides: ``section.key=value`` assignments applied on top (:func:`apply_overrides`),
+            e.g. an ablation cell's one changed setting.
+
     Raises:
         UserError: if the file is missing, is not YAML, lacks a section, has an unknown
-            top-level key, or holds a bad value.
+            top-level key, holds a bad value, or an override names a key it does not hold.
     """
     import yaml
 
@@ -300,6 +344,7 @@ def read_params_mapping(path: str | Path = "params.yaml") -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise UserError(f"Expected valid YAML in {path}: {str(error).splitlines()[0]}") from None
     check_params_shape(raw, path)
+    raw = apply_overrides(raw, overrides) if overrides else raw
     parse_params(raw, path)
     return raw
 

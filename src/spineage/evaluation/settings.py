@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,12 @@ def parse_evaluation_settings(section: Any) -> EvaluationSettings:
     )
 
 
-def load_evaluation_settings(params: str | Path) -> EvaluationSettings:
-    """The ``evaluate`` section of a params file, checked.
+def load_evaluation_settings(params: str | Path, overrides: Sequence[str] = ()) -> EvaluationSettings:
+    """The ``evaluate`` section of a params file (``overrides``: ``section.key=value`` on top), checked.
 
     Raises:
         UserError: if the file is missing or a value is bad.
     """
     from spineage.config import read_params_mapping
 
-    return parse_evaluation_settings(read_params_mapping(params).get("evaluate"))
+    return parse_evaluation_settings(read_params_mapping(params, overrides).get("evaluate"))

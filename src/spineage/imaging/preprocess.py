@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -270,11 +271,11 @@ def parse_preprocess_settings(section: Any) -> PreprocessSettings:
     )
 
 
-def load_preprocess_settings(params: str | Path) -> PreprocessSettings:
-    """The ``preprocess`` section of a params file, after the checks of the whole file."""
+def load_preprocess_settings(params: str | Path, overrides: Sequence[str] = ()) -> PreprocessSettings:
+    """The ``preprocess`` section of a params file (``overrides``: ``section.key=value`` on top), after the checks of the whole file."""
     from spineage.config import read_params_mapping
 
-    return parse_preprocess_settings(read_params_mapping(params).get("preprocess"))
+    return parse_preprocess_settings(read_params_mapping(params, overrides).get("preprocess"))
 
 
 def format_triple(values) -> str:

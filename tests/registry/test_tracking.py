@@ -44,6 +44,19 @@ def test_without_the_variable_the_store_is_mlflow_db_in_the_repo_root(tmp_path: 
     assert repo_root(tmp_path / "bare") == (tmp_path / "bare").resolve()
 
 
+def test_a_sub_pipeline_shares_the_dvc_projects_store(tmp_path: Path, monkeypatch) -> None:
+    """pipelines/ablations/dvc.yaml runs its commands in its own folder; the runs still go to the project's mlflow.db."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    (project / "params.yaml").write_text("seed: 1\n")
+    (project / "pipelines" / "ablations").mkdir(parents=True)
+    (project / "pipelines" / "ablations" / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(project / "pipelines" / "ablations")
+    assert repo_root() == project.resolve()
+    assert tracking_uri() == f"sqlite:///{project.resolve()}/mlflow.db"
+
+
 def test_the_repository_itself_is_found_from_a_sub_folder(monkeypatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     root = Path(__file__).resolve().parents[2]

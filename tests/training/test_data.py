@@ -83,3 +83,39 @@ def test_fitting_to_the_network_crops_the_centre_then_resizes(tmp_path: Path) ->
     assert fit_to_network(volume, input_shape=(4, 4, 4)).astype(np.float32).mean() == pytest.approx(0.5)
     splits = load_splits(write_processed(tmp_path, {"train": 1, "validation": 1}), (2, 3, 4), crop_shape=(2, 6, 8))
     assert splits["validation"].shape == (2, 3, 4)
+
+
+def _train_series(subjects: int, repeats_every: int = 3) -> tuple[list[str], dict[str, str]]:
+    series, owner = [], {}
+    for number in range(subjects):
+        for session in range(1, 3 if number % repeats_every == 0 else 2):
+            series_id = f"mri-{number:05d}-{session}"
+            series.append(series_id)
+            owner[series_id] = f"sub-{number:05d}"
+    return series, owner
+
+
+def test_a_train_subsample_takes_whole_subjects_by_the_seed() -> None:
+    from spineage.training.data import MIN_TRAIN_SERIES, train_subsample
+
+    series, owner = _train_series(300)
+    tenth = train_subsample(series, owner, 0.1, seed=5)
+    assert int(np.ceil(0.1 * len(series))) <= len(tenth) <= int(np.ceil(0.1 * len(series))) + 1
+    kept_subjects = {owner[s] for s in tenth}
+    assert sorted(tenth) == sorted(s for s in series if owner[s] in kept_subjects)  # a subject's repeats stay together
+    assert tenth == train_subsample(series, owner, 0.1, seed=5)
+    assert set(tenth) != set(train_subsample(series, owner, 0.1, seed=6))
+    assert set(train_subsample(series, owner, 0.01, seed=5)) <= set(tenth)  # a smaller share is a subset
+    assert len(train_subsample(series, owner, 0.001, seed=5)) >= MIN_TRAIN_SERIES
+    assert train_subsample(series, owner, 1.0, seed=5) == series
+    with pytest.raises(UserError, match="subject for every train series"):
+        train_subsample(series, {}, 0.5, seed=5)
+
+
+def test_load_splits_leaves_out_the_train_series_not_kept(tmp_path: Path) -> None:
+    write_processed(tmp_path, {"train": 4, "validation": 2})
+    everything = load_splits(tmp_path)
+    kept = everything["train"].series_ids[1:3]
+    splits = load_splits(tmp_path, train_series=kept)
+    assert splits["train"].series_ids == kept
+    assert splits["validation"].series_ids == everything["validation"].series_ids

@@ -124,3 +124,10 @@ def test_a_params_file_without_the_train_section_is_refused(tmp_path: Path, trai
     assert result.exit_code == 2
     assert result.output.strip() == f"error: Expected a `train` section in {params}, found none"
     assert {path: path.read_bytes() for path in trained_outputs} == trained_outputs
+
+
+def test_train_fraction_is_a_share_of_the_train_split() -> None:
+    assert parse_training_settings({"train_fraction": 0.01}).train_fraction == 0.01
+    for bad in (0, 1.5, "all"):
+        with pytest.raises(UserError, match="train.train_fraction"):
+            parse_training_settings({"train_fraction": bad})

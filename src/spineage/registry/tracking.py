@@ -1,8 +1,8 @@
 """Where MLflow keeps runs and models, and the registry moves every trainer shares.
 
 The tracking URI is ``MLFLOW_TRACKING_URI`` when set, else an SQLite file
-``mlflow.db`` in the repository root (the folder holding ``params.yaml`` or
-``dvc.yaml``, searched from the working directory upwards). Artifacts of an
+``mlflow.db`` in the repository root (the DVC project's root, else the folder
+holding ``params.yaml`` or ``dvc.yaml``, searched from the working directory upwards). Artifacts of an
 SQLite store go beside it, in ``mlartifacts/<experiment>``, so that running a
 command from a sub-folder never scatters ``mlruns/`` folders around.
 
@@ -42,17 +42,27 @@ PRODUCTION = "production"
 _NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "git")
 
 
+DVC_PROJECT_MARKER = ".dvc"
+"""The folder that marks a DVC project's root, above any sub-pipeline's own ``dvc.yaml``."""
+
+
 def repo_root(start: str | Path | None = None) -> Path:
-    """The repository root: the nearest folder holding ``params.yaml`` or ``dvc.yaml``.
+    """The repository root: the DVC project's root, else the nearest folder holding ``params.yaml`` or ``dvc.yaml``.
+
+    A sub-pipeline (``pipelines/ablations/dvc.yaml``) runs its commands in its own
+    folder; the project's ``.dvc/`` folder above it keeps its runs in the one store.
 
     Args:
         start: folder to search from, upwards (the working directory by default).
 
     Returns:
-        The first folder, from ``start`` upwards, that holds one of
-        :data:`REPO_MARKERS`; ``start`` itself when none does.
+        The first folder, from ``start`` upwards, holding a ``.dvc/`` folder; failing
+        that, the first holding one of :data:`REPO_MARKERS`; ``start`` itself when none does.
     """
     here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / DVC_PROJECT_MARKER).is_dir() and any((folder / marker).is_file() for marker in REPO_MARKERS):
+            return folder
     for folder in (here, *here.parents):
         if any((folder / marker).is_file() for marker in REPO_MARKERS):
             return folder

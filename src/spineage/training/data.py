@@ -143,15 +143,90 @@ def load_series(
     return SeriesVolumes(list(rows.series_id.astype(str)), rows.age.to_numpy(np.float32), stacked)
 
 
+MIN_TRAIN_SERIES = 2
+"""Fewest series a train subsample keeps: batch normalisation needs two per batch."""
+
+
+def series_subjects(raw: str | Path) -> dict[str, str]:
+    """The subject of each series, from the raw cohort's ``sessions.csv``.
+
+    Raises:
+        UserError: if sessions.csv is missing or lacks ``subject_id``.
+    """
+    from spineage.raw_cohort import read_sessions
+
+    sessions = read_sessions(raw, ("series_id", "subject_id"))
+    return dict(zip(sessions["series_id"].astype(str), sessions["subject_id"].astype(str)))
+
+
+def train_subsample(train_series: list[str], subjects: dict[str, str], fraction: float, seed: int) -> list[str]:
+    """The train series kept by ``train.train_fraction``: whole subjects in a seeded order until the share is reached.
+
+    Subjects are shuffled by ``seed`` and taken whole (a subject's repeat scans stay
+    together) until at least ``ceil(fraction × series)`` series, and never fewer than
+    :data:`MIN_TRAIN_SERIES`, are kept. The same seed keeps the same subjects, and a
+    smaller fraction keeps a subset of a larger one's.
+
+    Args:
+        train_series: the train split's series ids.
+        subjects: the subject of each series (:func:`series_subjects`).
+        fraction: share of the series to keep, in (0, 1]; 1 keeps all.
+        seed: the run's seed.
+
+    Returns:
+        The kept series ids, in the order given.
+
+    Raises:
+        UserError: for a train series without a subject.
+
+    Example:
+        >>> series = ["a-1", "a-2", "b-1", "c-1", "d-1"]
+        >>> subjects = {"a-1": "a", "a-2": "a", "b-1": "b", "c-1": "c", "d-1": "d"}
+        >>> len(train_subsample(series, subjects, 1.0, seed=1))
+        5
+        >>> kept = train_subsample(series, subjects, 0.4, seed=1)
+        >>> len(kept) >= 2 and (("a-1" in kept) == ("a-2" in kept))
+        True
+    """
+    if fraction >= 1.0:
+        return list(train_series)
+    missing = [s for s in train_series if s not in subjects]
+    if missing:
+        raise UserError(f"Expected a subject for every train series in sessions.csv, found {len(missing)} without (e.g. {missing[:3]})")
+    by_subject: dict[str, list[str]] = {}
+    for series_id in train_series:
+        by_subject.setdefault(subjects[series_id], []).append(series_id)
+    order = sorted(by_subject)
+    rng = np.random.default_rng([int(seed), 20251121])
+    target = max(MIN_TRAIN_SERIES, int(np.ceil(fraction * len(train_series))))
+    kept: set[str] = set()
+    for index in rng.permutation(len(order)):
+        if len(kept) >= target:
+            break
+        kept.update(by_subject[order[index]])
+    return [s for s in train_series if s in kept]
+
+
 def load_splits(
     processed_dir: str | Path, input_shape: tuple[int, int, int] | None = None, crop_shape: tuple[int, int, int] | None = None,
+    train_series: list[str] | None = None,
 ) -> dict[str, SeriesVolumes]:
     """Every usable series of the manifest, grouped by split (train, validation, test, and the others), fitted to the network.
+
+    Args:
+        processed_dir: the preprocess stage's folder.
+        input_shape: see :func:`fit_to_network`.
+        crop_shape: see :func:`fit_to_network`.
+        train_series: the train series to load (e.g. :func:`train_subsample`); None for all.
+            The others are left out, not moved to another split.
 
     Raises:
         UserError: if the training or validation split is empty.
     """
     manifest = read_manifest(processed_dir)
+    if train_series is not None:
+        keep = set(train_series)
+        manifest = manifest[(manifest["split"] != "train") | manifest["series_id"].astype(str).isin(keep)].reset_index(drop=True)
     splits = {name: load_series(processed_dir, rows, input_shape, crop_shape) for name, rows in manifest.groupby("split", sort=False)}
     for name in ("train", "validation"):
         if name not in splits or len(splits[name]) == 0:

@@ -46,6 +46,9 @@ class TrainingSettings:
         lr_factor: ReduceLROnPlateau factor.
         early_stopping_patience: stop after this many epochs without a better validation MAE.
         min_epochs: never stop before this many epochs.
+        train_fraction: share of the train split's series trained on (1.0: all); a seeded
+            sample of whole subjects (:func:`spineage.training.data.train_subsample`), the
+            training-set-size ablation.
         crop_shape: voxels (X, Y, Z) kept around the centre of each preprocessed array
             before resizing (None: all); keeps the voxel size.
         input_shape: voxels (X, Y, Z) the network reads; None for the preprocessed arrays'
@@ -77,6 +80,7 @@ class TrainingSettings:
     lr_factor: float = 0.5
     early_stopping_patience: int = 20
     min_epochs: int = 10
+    train_fraction: float = 1.0
     crop_shape: tuple[int, int, int] | None = (8, 48, 192)
     input_shape: tuple[int, int, int] | None = (8, 24, 96)
     channels: tuple[int, ...] = (32, 64, 128, 256, 256)
@@ -155,6 +159,7 @@ def parse_training_settings(section: Any, seed: int = 0) -> TrainingSettings:
         lr_factor=float(_number(section, "lr_factor", 0.01, 0.99)),
         early_stopping_patience=int(_number(section, "early_stopping_patience", 1, 100000, integer=True)),
         min_epochs=int(_number(section, "min_epochs", 1, 100000, integer=True)),
+        train_fraction=float(_number(section, "train_fraction", 1e-4, 1.0)),
         crop_shape=_shape(section, "crop_shape"),
         input_shape=_shape(section, "input_shape"),
         channels=numbers(section, "channels", _DEFAULTS.channels, "train", None, 1, 4096, integer=True),

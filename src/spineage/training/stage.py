@@ -53,6 +53,8 @@ from spineage.training.data import (
     load_splits,
     manifest_hash,
     read_manifest,
+    series_subjects,
+    train_subsample,
 )
 from spineage.training.distributed import (
     DistributedContext,
@@ -83,8 +85,25 @@ PREDICTIONS = "predictions.csv"
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 
-_RESUME_KEYS = ("loss", "channels", "head_channels", "crop_shape", "input_shape", "age_bins", "seed", "batch_size", "dropout")
+_RESUME_KEYS = ("loss", "train_fraction", "channels", "head_channels", "crop_shape", "input_shape", "age_bins", "seed", "batch_size", "dropout")
 """Settings a resumed run must share with the interrupted one (others, e.g. max_epochs, may change)."""
+
+
+@dataclass(frozen=True)
+class RunTracking:
+    """Where a training run is logged, and whether its model becomes a registered version.
+
+    Args:
+        experiment: the MLflow experiment (:data:`EXPERIMENT`; ``ablations`` for the ablation cells).
+        register: log the model and register it as a new version of :data:`MODEL_NAME` with alias
+            ``candidate``. False: the run keeps its settings, metrics and predictions only, so that
+            an experiment (an ablation cell) can never become the candidate.
+        run_name: the run's name (default: the loss and the number of train series).
+    """
+
+    experiment: str = EXPERIMENT
+    register: bool = True
+    run_name: str | None = None
 
 
 @dataclass
@@ -93,8 +112,8 @@ class TrainingResult:
 
     Args:
         run_id: the MLflow run.
-        model_uri: ``models:/spine-age-mri/<version>``.
-        version: the registered version.
+        model_uri: ``models:/spine-age-mri/<version>``; empty for a run not registered.
+        version: the registered version; empty for a run not registered.
         best_epoch: the epoch (0-based) whose weights were kept.
         epochs: epochs trained in all (across resumes).
         validation_mae: validation MAE of the kept weights (years).
@@ -129,7 +148,7 @@ class TrainingResult:
             for key, label in (("ridge_intensity", "ridge baseline"), ("mean_age", "mean-age baseline")) if key in self.baseline_test_mae
         )
         return (
-            f"{self.model_uri} (run {self.run_id}): best epoch {self.best_epoch + 1} of {self.epochs}, "
+            f"{self.model_uri or 'not registered'} (run {self.run_id}): best epoch {self.best_epoch + 1} of {self.epochs}, "
             f"validation MAE {self.validation_mae:.2f} y, test MAE {self.test_mae:.2f} y{f' ({baselines})' if baselines else ''}, "
             f"noise floor {self.noise_floor:.2f} y (ratio {ratio:.2f}), {self.samples_per_second:.1f} samples/s ({self.precision})"
         )
@@ -439,6 +458,24 @@ def _check_resume(state: dict[str, Any], settings: TrainingSettings, checkpoint:
         raise UserError(f"Expected an unfinished run to resume in {checkpoint}, found one that finished at epoch {state.get('epoch', 0) + 1}")
 
 
+def _train_series(processed_dir: Path, settings: TrainingSettings, raw_dir: str | Path | None) -> list[str] | None:
+    """The train series of ``settings.train_fraction`` (None: all of them).
+
+    Raises:
+        UserError: for a fraction below 1 without the raw cohort that names each series' subject.
+    """
+    if settings.train_fraction >= 1.0:
+        return None
+    if raw_dir is None:
+        raise UserError(
+            f"Expected the raw cohort (--raw; its sessions.csv names each series' subject) with train.train_fraction "
+            f"{settings.train_fraction:g}, found none"
+        )
+    manifest = read_manifest(processed_dir)
+    train = manifest.loc[manifest["split"] == "train", "series_id"].astype(str).drop_duplicates().tolist()
+    return train_subsample(train, series_subjects(raw_dir), settings.train_fraction, settings.seed)
+
+
 def _threads(settings: TrainingSettings, context: DistributedContext) -> int:
     if settings.threads:
         return settings.threads
@@ -458,6 +495,8 @@ def train_spine_age(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    raw_dir: str | Path | None = None,
+    tracking: RunTracking = RunTracking(),
 ) -> TrainingResult | None:
     """Train the spine-age DCNN on the normal cohort's train split and register the best epoch.
 
@@ -473,6 +512,9 @@ def train_spine_age(
         resume: continue from ``out_dir/checkpoint.pt``.
         progress: progress bars (rank 0 only).
         on_epoch_end: called on rank 0 after each epoch's checkpoint with (epoch, metrics).
+        raw_dir: the raw cohort, whose sessions.csv names each series' subject (needed when
+            ``settings.train_fraction`` is below 1: the subsample takes whole subjects).
+        tracking: the MLflow experiment, and whether the model is registered (:class:`RunTracking`).
 
     Returns:
         The :class:`TrainingResult` on rank 0; None on the other ranks.
@@ -488,7 +530,7 @@ def train_spine_age(
     try:
         return _train(
             context, Path(processed_dir), settings, Path(out_dir), Path(reports_dir), preprocessing or {},
-            ground_truth, gate_report, lock_file, resume, progress, on_epoch_end,
+            ground_truth, gate_report, lock_file, resume, progress, on_epoch_end, raw_dir, tracking,
         )
     finally:
         close_distributed(context)
@@ -498,6 +540,7 @@ def _train(
     context: DistributedContext, processed_dir: Path, settings: TrainingSettings, out_dir: Path, reports_dir: Path,
     preprocessing: dict[str, Any], ground_truth: str | Path | None, gate_report: str | Path | None,
     lock_file: str | Path, resume: bool, progress: bool, on_epoch_end: Callable[[int, dict[str, float]], None] | None,
+    raw_dir: str | Path | None, tracking: RunTracking,
 ) -> TrainingResult | None:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
@@ -512,14 +555,14 @@ def _train(
     if state is not None:
         _check_resume(state, settings, checkpoint_path)
     if main:
-        configure_mlflow(EXPERIMENT)  # fail early on an unusable tracking store, before loading data
+        configure_mlflow(tracking.experiment)  # fail early on an unusable tracking store, before loading data
     device = context.device()
     if device.type == "cpu":
         torch.set_num_threads(_threads(settings, context))
     precision = choose_cpu_precision(settings.cpu_precision) if device.type == "cpu" else ("float16" if settings.mixed_precision else "float32")
     channels_last = use_channels_last(device, settings.channels_last)
 
-    splits = load_splits(processed_dir, settings.input_shape, settings.crop_shape)
+    splits = load_splits(processed_dir, settings.input_shape, settings.crop_shape, _train_series(processed_dir, settings, raw_dir))
     train, validation = splits["train"], splits["validation"]
     input_shape = train.shape
     torch.manual_seed(settings.seed)
@@ -564,7 +607,7 @@ def _train(
     if main:
         import mlflow
 
-        run_context = _start_or_resume_run(run_id, f"spine-age-{settings.loss}-{len(train)}train")
+        run_context = _start_or_resume_run(run_id, tracking.run_name or f"spine-age-{settings.loss}-{len(train)}train")
         run = run_context.__enter__()
         run_id = run.info.run_id
         if state is None:
@@ -582,7 +625,10 @@ def _train(
                 "data_manifest_sha256": version_of_data["manifest_sha256"],
                 "data_dvc_md5": version_of_data.get("dvc_md5", "none"),
             })
-            mlflow.set_tags({"model_name": MODEL_NAME, "task": "spine-age", "modality": "MRI", "git_commit": commit})
+            mlflow.set_tags({
+                "model_name": MODEL_NAME, "task": "spine-age", "modality": "MRI", "git_commit": commit,
+                "registered": str(tracking.register).lower(),
+            })
             if gate_report is not None and Path(gate_report).is_file():
                 mlflow.log_artifact(str(gate_report), artifact_path="validation")
         else:
@@ -600,7 +646,7 @@ def _train(
             return None
         return _finish(
             net, best_state, best_epoch, epochs_run, history, splits, settings, device, precision, channels_last,
-            out_dir, reports_dir, ground_truth, seconds, samples, run_id, commit, version_of_data, processed_dir,
+            out_dir, reports_dir, ground_truth, seconds, samples, run_id, commit, version_of_data, processed_dir, tracking,
         )
     finally:
         if run_context is not None:
@@ -675,9 +721,10 @@ def _finish(
     net: SpineAgeNet, best_state: dict | None, best_epoch: int, epochs_run: int, history: list[dict[str, float]],
     splits: dict[str, SeriesVolumes], settings: TrainingSettings, device: torch.device, precision: str,
     channels_last: bool, out_dir: Path, reports_dir: Path, ground_truth: str | Path | None, seconds: float, samples: int,
-    run_id: str | None, commit: str, version_of_data: dict[str, str], processed_dir: Path,
+    run_id: str | None, commit: str, version_of_data: dict[str, str], processed_dir: Path, tracking: RunTracking,
 ) -> TrainingResult:
-    """Rank 0: the best weights predict every series; reports, MLflow metrics, the model logged and registered."""
+    """Rank 0: the best weights predict every series; reports, MLflow metrics, the model logged and registered (unless
+    ``tracking.register`` is False)."""
     import mlflow
 
     from spineage.registry.tracking import register_model_version
@@ -711,6 +758,7 @@ def _finish(
         "test_mae_over_noise_floor": test_mae / floor if floor and not math.isnan(floor) else float("nan"),
         "best_epoch": best_epoch + 1,
         "epochs": epochs_run,
+        "train_series": len(splits["train"]),
         "train_seconds": seconds,
         "samples_per_second": samples_per_second,
     }
@@ -731,24 +779,27 @@ def _finish(
     write_atomic(reports_dir / HISTORY, lambda p: pd.DataFrame(history).to_csv(p, index=False, float_format="%.5g"))
     mlflow.log_metrics({k: v for k, v in {**metrics, **baseline_metrics}.items() if isinstance(v, (int, float)) and not math.isnan(v)})
     mlflow.log_artifact(str(reports_dir / PREDICTIONS))
-    model_info = log_spine_age_model(net)
-    version = register_model_version(
-        model_info, MODEL_NAME, alias="candidate",
-        tags={"test_mae": f"{test_mae:.3f}", "loss": settings.loss, "git_commit": commit, **{f"data_{k}": v for k, v in version_of_data.items()}},
-        description=f"Spine age DCNN ({settings.loss}) on {list(net.input_shape)} voxels of the normal cohort",
-    )
-    model_uri = f"models:/{MODEL_NAME}/{version.version}"
+    model_uri = version = ""
+    if tracking.register:
+        model_info = log_spine_age_model(net)
+        version = str(register_model_version(
+            model_info, MODEL_NAME, alias="candidate",
+            tags={"test_mae": f"{test_mae:.3f}", "loss": settings.loss, "git_commit": commit, **{f"data_{k}": v for k, v in version_of_data.items()}},
+            description=f"Spine age DCNN ({settings.loss}) on {list(net.input_shape)} voxels of the normal cohort",
+        ).version)
+        model_uri = f"models:/{MODEL_NAME}/{version}"
     write_json_atomic(reports_dir / METRICS, {
         **{k: _json_number(v) for k, v in metrics.items()},
         "baselines": {name: {k: _json_number(v) for k, v in figures.items()} for name, figures in baseline_figures.items()},
-        "precision": precision, "loss": settings.loss, "model_uri": model_uri, "run_id": run_id,
+        "precision": precision, "loss": settings.loss, "model_uri": model_uri or None, "run_id": run_id,
+        "experiment": tracking.experiment, "train_fraction": settings.train_fraction,
         "data_version": version_of_data, "git_commit": commit,
     })
     final = load_checkpoint(out_dir / CHECKPOINT)
     final["finished"] = True
     save_checkpoint(out_dir / CHECKPOINT, final)
     return TrainingResult(
-        run_id=str(run_id), model_uri=model_uri, version=str(version.version), best_epoch=best_epoch, epochs=epochs_run,
+        run_id=str(run_id), model_uri=model_uri, version=version, best_epoch=best_epoch, epochs=epochs_run,
         validation_mae=maes.get("validation", float("nan")), test_mae=test_mae, noise_floor=floor, seconds=seconds,
         samples_per_second=samples_per_second, precision=precision, history=history,
         baseline_test_mae={name: figures["test_mae"] for name, figures in baseline_figures.items() if "test_mae" in figures},

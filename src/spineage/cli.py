@@ -24,6 +24,9 @@ app = typer.Typer(
 )
 
 
+SET_HELP = "SECTION.KEY=VALUE: a setting of the params file changed for this run (repeatable; e.g. train.loss=smooth_l1)."
+
+
 def user_errors(command: Callable) -> Callable:
     """Turn a UserError raised by ``command`` into a one-line message and exit code 2."""
 
@@ -264,12 +267,13 @@ def preprocess(
     reports: Path = typer.Option(Path("reports/preprocess"), help="Folder for failures.csv and summary.json."),
     params: Path = typer.Option(Path("params.yaml"), help="The params file (preprocess section)."),
     workers: Optional[int] = typer.Option(None, help="Processes (default: params.yaml's preprocess.workers)."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Resample, mask, normalise and crop every cohort MRI series to the array the model sees (incremental)."""
     from spineage.imaging.preprocess import load_preprocess_settings
     from spineage.imaging.stage import build_processed
 
-    summary = build_processed(raw, cohort, out, reports, load_preprocess_settings(params), workers=workers)
+    summary = build_processed(raw, cohort, out, reports, load_preprocess_settings(params, set_values or ()), workers=workers)
     typer.echo(f"wrote {out}: {summary}")
 
 
@@ -339,13 +343,19 @@ def train(
     nproc: Optional[int] = typer.Option(None, help="Training processes (DDP; default: params.yaml's train.nproc)."),
     max_epochs: Optional[int] = typer.Option(None, help="Epochs at most (default: params.yaml's)."),
     loss: Optional[str] = typer.Option(None, help="mse, smooth_l1 or mean_variance (default: params.yaml's)."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    experiment: str = typer.Option("spine-age-mri", help="The MLflow experiment of the run (e.g. ablations)."),
+    register: bool = typer.Option(
+        True, "--register/--no-register", help="Register the model as spine-age-mri@candidate (--no-register: an experiment, never a candidate)."
+    ),
+    run_name: Optional[str] = typer.Option(None, help="The MLflow run's name (default: the loss and the train series)."),
 ) -> None:
     """Train the spine-age DCNN on the normal cohort, log the MLflow run and register spine-age-mri@candidate."""
     from spineage.config import read_params_mapping
     from spineage.training.distributed import launch_processes, launched_by_torchrun
     from spineage.training.settings import parse_training_settings
 
-    raw_params = read_params_mapping(params)
+    raw_params = read_params_mapping(params, set_values or ())
     settings = parse_training_settings(raw_params["train"], seed=raw_params["seed"])
     # The options pass the train section's checks too: --max-epochs 0 stops here, before anything is written.
     settings = settings.with_overrides(nproc=nproc, max_epochs=max_epochs, loss=loss)
@@ -355,17 +365,21 @@ def train(
         arguments += ["--gate", str(gate)] if gate is not None else []
         arguments += ["--resume"] if resume else []
         arguments += ["--max-epochs", str(settings.max_epochs), "--loss", settings.loss]
+        arguments += [word for value in set_values or () for word in ("--set", value)]
+        arguments += ["--experiment", experiment, "--register" if register else "--no-register"]
+        arguments += ["--run-name", run_name] if run_name is not None else []
         code = launch_processes(settings.nproc, arguments)
         if code:
             raise typer.Exit(code=code)
         return
-    from spineage.training.stage import train_spine_age
+    from spineage.training.stage import RunTracking, train_spine_age
 
     result = train_spine_age(
         processed, settings, out, reports,
         preprocessing=raw_params.get("preprocess") or {},
         ground_truth=raw / "ground_truth.json" if raw is not None else None,
-        gate_report=gate, resume=resume,
+        gate_report=gate, resume=resume, raw_dir=raw,
+        tracking=RunTracking(experiment=experiment, register=register, run_name=run_name),
     )
     if result is not None:
         typer.echo(str(result))
@@ -382,14 +396,30 @@ def evaluate(
     reports: Path = typer.Option(Path("reports/evaluate"), help="Folder for metrics.json, predictions.csv, the tables and figures."),
     params: Path = typer.Option(Path("params.yaml"), help="The params file (evaluate section)."),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log to the candidate's MLflow run and model version."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Bias-correct the spine age, measure it (raw and corrected), give each scan a normative range, log to the candidate."""
     from spineage.evaluation.settings import load_evaluation_settings
     from spineage.evaluation.stage import EvaluationInputs, evaluate_spine_age
 
     inputs = EvaluationInputs(train_reports, interim, raw, model, processed)
-    result = evaluate_spine_age(inputs, load_evaluation_settings(params), reports, log_mlflow=mlflow)
+    result = evaluate_spine_age(inputs, load_evaluation_settings(params, set_values or ()), reports, log_mlflow=mlflow)
     typer.echo(f"wrote {reports}: {result}")
+
+
+@app.command("ablation-table")
+@user_errors
+def ablation_table(
+    cell: list[Path] = typer.Option(..., "--cell", help="An ablation cell's folder, <factor>-<setting> holding train/ and evaluate/ (repeatable; rows in this order)."),
+    default: Optional[Path] = typer.Option(None, help="The default model's folder (the root pipeline's reports/: train/ and evaluate/), the first row."),
+    out: Path = typer.Option(Path("reports"), help="Folder for table.csv and table.md."),
+) -> None:
+    """Gather the ablation cells' MAE, WMAE and R², raw and bias-corrected, into one table (the MRI paper's Table 3)."""
+    from spineage.evaluation.ablations import table_markdown, write_ablation_table
+
+    table = write_ablation_table(default, cell, out)
+    typer.echo(table_markdown(table), nl=False)
+    typer.echo(f"wrote {out}: {len(table)} rows", err=True)
 
 
 def main() -> None:  # pragma: no cover - the console script calls app directly

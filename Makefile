@@ -1,4 +1,5 @@
 # Two commands for a newcomer: `make repro` (the pipeline on the synthetic default) and `make test`.
+# `make ablations`: the ablation table (pipelines/ablations), a longer run of its own.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 # The one Python the lock is resolved for (pyproject: requires-python).
 PYTHON_VERSION := 3.11
@@ -16,7 +17,7 @@ TORCH_WHEELS ?= /opt/wheels
 # Extra uv options for `make lock`, e.g. LOCK_ARGS=--upgrade to move every pin to the newest allowed.
 LOCK_ARGS ?=
 
-.PHONY: setup lock repro test test-fast bench clean-venv
+.PHONY: setup lock repro ablations test test-fast bench clean-venv
 
 setup: $(STAMP)
 
@@ -58,6 +59,11 @@ lock:
 
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# The ablation table (the MRI paper's Table 3): 7 cells, each one setting changed from the default model, on the
+# profile params.yaml names; DVC first brings the root pipeline's outputs it reads up to date (about 7 trainings).
+ablations: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro pipelines/ablations/dvc.yaml
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2

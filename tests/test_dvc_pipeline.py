@@ -14,11 +14,17 @@ A module that starts ``python -m spineage`` (the ``--nproc`` launcher) brings in
 ``spineage/__main__.py``.
 
 A file is declared when it, or a folder above it, is among the stage's ``deps``.
+The sub-pipeline ``pipelines/ablations/dvc.yaml`` is held to the same rules, its
+``matrix`` stages expanded as DVC expands them (:func:`expand_stages`), its paths
+relative to its own folder.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
+import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +50,7 @@ PARAMS_SECTIONS_READ: dict[tuple[str, ...], frozenset[str]] = {
     ("segment", "train"): frozenset({"seed", "segmentation"}),
     ("train",): frozenset({"seed", "train", "preprocess"}),
     ("evaluate",): frozenset({"evaluate"}),
+    ("ablation-table",): frozenset(),
 }
 """The params.yaml sections each pipeline command's output depends on (read off the code: the
 loaders each command calls). Every command also checks seed, data, synth and validation through
@@ -218,7 +225,8 @@ def _parameters(function: ast.FunctionDef) -> tuple[Parameter, ...]:
                 a.value for a in getattr(default, "args", [])[1:]
                 if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith("-")
             )
-            names = declared or ("--" + argument.arg.replace("_", "-"),)
+            # "--register/--no-register" is two names of one flag
+            names = tuple(name for option in declared for name in option.split("/")) or ("--" + argument.arg.replace("_", "-"),)
         parameters.append(Parameter(argument.arg, names, annotation))
     return tuple(parameters)
 
@@ -316,12 +324,16 @@ def _declared(path: str, listed: list[str]) -> bool:
     return any(path == item or path.startswith(item + "/") for item in listed)
 
 
-def undeclared_code(stages: dict[str, dict[str, Any]], root: Path = ROOT, src: Path = SRC) -> dict[str, list[str]]:
-    """Per stage running a package command: the files of its import closure that its deps do not cover."""
+def undeclared_code(stages: dict[str, dict[str, Any]], root: Path = ROOT, src: Path = SRC, wdir: str = ".") -> dict[str, list[str]]:
+    """Per stage running a package command: the files of its import closure that its deps do not cover.
+
+    ``wdir``: the folder of the stages' dvc.yaml relative to ``root`` (their deps are relative to it).
+    """
     missing = {}
     for name, stage in stages.items():
         files = sorted(path.relative_to(root).as_posix() for path in stage_code(stage["cmd"], src))
-        absent = [file for file in files if not _declared(file, _paths(stage.get("deps")))]
+        deps = [os.path.normpath(os.path.join(wdir, dep)) for dep in _paths(stage.get("deps"))]
+        absent = [file for file in files if not _declared(file, deps)]
         if absent:
             missing[name] = absent
     return missing
@@ -330,7 +342,7 @@ def undeclared_code(stages: dict[str, dict[str, Any]], root: Path = ROOT, src: P
 def _params_sections(stage: dict[str, Any], params_file: str = "params.yaml") -> set[str]:
     sections = set()
     for entry in stage.get("params") or []:
-        if isinstance(entry, str):
+        if isinstance(entry, str) and params_file == "params.yaml":  # a bare key names the stage folder's params.yaml
             sections.add(entry.split(".")[0])
         elif params_file in entry:
             sections.update(key.split(".")[0] for key in entry[params_file])
@@ -341,8 +353,9 @@ def undeclared_data(stages: dict[str, dict[str, Any]], src: Path = SRC) -> dict[
     """Per stage: the paths its cmd names that are neither deps nor outs, and the params sections it reads unlisted.
 
     A folder counts when something inside it is declared (``--out data/interim`` with
-    ``data/interim/findings.parquet`` among the outs). ``params.yaml`` counts when every
-    section the command reads (:data:`PARAMS_SECTIONS_READ`) is in ``params``.
+    ``data/interim/findings.parquet`` among the outs). A params file (``params.yaml``, or
+    ``../../params.yaml`` from a sub-pipeline) counts when every section the command reads
+    (:data:`PARAMS_SECTIONS_READ`) is in the stage's ``params`` for that file.
     """
     commands = _cli(src)[1]
     missing = {}
@@ -354,12 +367,12 @@ def undeclared_data(stages: dict[str, dict[str, Any]], src: Path = SRC) -> dict[
         problems = []
         for option, value in path_arguments(stage["cmd"], src):
             value = value.rstrip("/")
-            if value == "params.yaml" and value not in declared:
+            if Path(value).name == "params.yaml" and value not in declared:
                 assert command.words in PARAMS_SECTIONS_READ, (
                     f"Expected PARAMS_SECTIONS_READ to say which params.yaml sections "
                     f"`{PACKAGE} {' '.join(command.words)}` reads (stage {name})"
                 )
-                unlisted = sorted(PARAMS_SECTIONS_READ[command.words] - _params_sections(stage))
+                unlisted = sorted(PARAMS_SECTIONS_READ[command.words] - _params_sections(stage, value))
                 problems += [f"params: {section} (read through {option} {value})" for section in unlisted]
             elif not any(_declared(value, [item]) or _declared(item, [value]) for item in declared):
                 problems.append(f"{option} {value}")
@@ -372,9 +385,63 @@ def _report(missing: dict[str, list[str]]) -> str:
     return "\n".join(f"  {stage}: {', '.join(items)}" for stage, items in missing.items())
 
 
+_REFERENCE = re.compile(r"\$\{\s*([\w.]+)\s*\}")
+
+
+def _interpolate(value: Any, context: dict[str, Any]) -> Any:
+    """``${name}`` and ``${item.key}`` replaced in every string (keys too); a whole-string reference keeps its type."""
+    if isinstance(value, dict):
+        return {_interpolate(k, context): _interpolate(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, context) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(name: str) -> Any:
+        found: Any = context
+        for part in name.split("."):
+            assert isinstance(found, dict) and part in found, f"Expected ${{{name}}} among the vars and matrix values, found none"
+            found = found[part]
+        return found
+
+    whole = _REFERENCE.fullmatch(value)
+    if whole:
+        return lookup(whole.group(1))
+    return _REFERENCE.sub(lambda match: str(lookup(match.group(1))), value)
+
+
+def expand_stages(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The stages of a dvc.yaml as DVC generates them: each ``matrix`` stage once per combination, named
+    ``stage@value1-value2``, with ``vars`` and ``item`` interpolated."""
+    variables: dict[str, Any] = {}
+    for entry in document.get("vars") or []:
+        assert isinstance(entry, dict), "Expected inline vars (a mapping), found a vars file"
+        variables.update(entry)
+    stages = {}
+    for name, definition in document["stages"].items():
+        if "matrix" not in definition:
+            stages[name] = _interpolate(definition, variables)
+            continue
+        matrix = {key: _interpolate(values, variables) for key, values in definition["matrix"].items()}
+        template = {k: v for k, v in definition.items() if k != "matrix"}
+        for values in itertools.product(*matrix.values()):
+            assert all(isinstance(v, (str, int, float)) for v in values), f"Expected plain matrix values in {name}, found {values}"
+            stages[f"{name}@{'-'.join(str(v) for v in values)}"] = _interpolate(template, {**variables, "item": dict(zip(matrix, values))})
+    return stages
+
+
+ABLATIONS = "pipelines/ablations"
+"""The ablation sub-pipeline's folder (its dvc.yaml, and every output it writes)."""
+
+
 @pytest.fixture(scope="module")
 def stages() -> dict[str, dict[str, Any]]:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.fixture(scope="module")
+def ablation_stages() -> dict[str, dict[str, Any]]:
+    return expand_stages(yaml.safe_load((ROOT / ABLATIONS / "dvc.yaml").read_text()))
 
 
 def test_every_stage_runs_a_spineage_command(stages) -> None:
@@ -392,6 +459,46 @@ def test_every_stage_declares_the_code_it_imports(stages) -> None:
 def test_every_stage_declares_the_files_and_settings_its_command_reads(stages) -> None:
     missing = undeclared_data(stages)
     assert not missing, "Expected every path of a stage's cmd among its deps or outs, found missing:\n" + _report(missing)
+
+
+def test_every_ablation_stage_declares_its_code_files_and_settings(ablation_stages) -> None:
+    commands = _cli(SRC)[1]
+    for name, stage in ablation_stages.items():
+        command, _ = stage_command(stage["cmd"], commands)
+        assert command.words in PARAMS_SECTIONS_READ, f"stage {name}: add `{' '.join(command.words)}` to PARAMS_SECTIONS_READ"
+    missing = undeclared_code(ablation_stages, wdir=ABLATIONS)
+    assert not missing, "Expected every imported module among the ablation stage's deps, found missing:\n" + _report(missing)
+    missing = undeclared_data(ablation_stages)
+    assert not missing, "Expected every path of an ablation stage's cmd among its deps or outs, found missing:\n" + _report(missing)
+
+
+def test_the_ablations_vary_one_factor_at_a_time_and_evaluate_and_tabulate_every_cell(ablation_stages) -> None:
+    """7 cells as the paper's Table 3: each trained once, evaluated once, one row of the table; nothing written outside."""
+    trained = {}
+    for name, stage in ablation_stages.items():
+        words = shlex.split(stage["cmd"])
+        if words[1] == "train":
+            out = words[words.index("--reports") + 1]
+            changed = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+            trained[out.split("/")[1]] = changed
+            assert "--no-register" in words and words[words.index("--experiment") + 1] == "ablations", name
+    assert sorted(trained) == sorted([
+        "train_fraction-0.01", "train_fraction-0.1", "loss-smooth_l1", "loss-mean_variance",
+        "region-cervical", "region-thoracic", "region-lumbar",
+    ])
+    for cell, changed in trained.items():
+        factor, _, setting = cell.partition("-")
+        key = {"train_fraction": "train.train_fraction", "loss": "train.loss", "region": "preprocess.region"}[factor]
+        assert f"{key}={setting}" in changed, f"Expected cell {cell} to set {key}={setting}, found {changed}"
+        assert all(c.startswith(("preprocess.masks", "preprocess.segmentation_model")) for c in changed if not c.startswith(key))
+    evaluated = sorted(shlex.split(s["cmd"])[shlex.split(s["cmd"]).index("--train-reports") + 1].split("/")[1]
+                       for s in ablation_stages.values() if shlex.split(s["cmd"])[1] == "evaluate")
+    assert evaluated == sorted(trained)
+    table = ablation_stages["table"]["cmd"].split()
+    assert sorted(table[i + 1].split("/")[1] for i, word in enumerate(table) if word == "--cell") == sorted(trained)
+    for name, stage in ablation_stages.items():
+        for out in _paths(stage.get("outs")) + _paths(stage.get("metrics")) + _paths(stage.get("plots")):
+            assert not os.path.normpath(out).startswith(".."), f"Expected {name} to write inside {ABLATIONS}, found {out}"
 
 
 # ---------------------------------------------------------------------------

@@ -119,3 +119,45 @@ def test_load_splits_leaves_out_the_train_series_not_kept(tmp_path: Path) -> Non
     splits = load_splits(tmp_path, train_series=kept)
     assert splits["train"].series_ids == kept
     assert splits["validation"].series_ids == everything["validation"].series_ids
+
+
+def test_subject_folds_keep_subjects_whole_follow_the_seed_and_not_the_row_order() -> None:
+    from spineage.training.data import subject_folds
+
+    series, owner = _train_series(53)
+    folds = subject_folds(series, owner, 5, seed=7)
+    assert set(folds) == set(series)  # every train series out of fold exactly once
+    assert sorted(set(folds.values())) == [0, 1, 2, 3, 4]
+    for subject in set(owner.values()):
+        assert len({folds[s] for s in series if owner[s] == subject}) == 1  # a subject's repeats share a fold
+    sizes = np.bincount(list(folds.values()))
+    assert sizes.max() - sizes.min() <= 2  # balanced up to one subject's series
+    shuffled = list(np.random.default_rng(0).permutation(series))
+    assert subject_folds(shuffled, owner, 5, seed=7) == folds  # the order of the rows does not matter
+    assert subject_folds(series, owner, 5, seed=8) != folds
+    assert subject_folds(series, owner, 5, seed=7) == folds
+
+
+def test_subject_folds_refuse_fewer_subjects_than_folds_and_unknown_subjects() -> None:
+    from spineage.training.data import subject_folds
+
+    series, owner = _train_series(4)
+    with pytest.raises(UserError, match="at least 5 train subjects") as error:
+        subject_folds(series, owner, 5, seed=1)
+    assert "\n" not in str(error.value)
+    with pytest.raises(UserError, match="subject for every train series"):
+        subject_folds(series, {}, 2, seed=1)
+
+
+def test_load_splits_moves_a_folds_held_out_series_out_of_train(tmp_path: Path) -> None:
+    from spineage.training.data import HELD_OUT
+
+    write_processed(tmp_path, {"train": 5, "validation": 2})
+    everything = load_splits(tmp_path)
+    train = everything["train"].series_ids
+    splits = load_splits(tmp_path, train_series=train[:3], held_out=train[3:])
+    assert splits["train"].series_ids == train[:3]
+    assert splits[HELD_OUT].series_ids == train[3:]
+    assert splits["validation"].series_ids == everything["validation"].series_ids
+    with pytest.raises(ValueError, match="also a train series"):
+        load_splits(tmp_path, train_series=train[:4], held_out=train[3:])

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,9 @@ USABLE_STATUSES: tuple[str, ...] = ("ok", "flagged")
 
 TRAINING_SPLITS: tuple[str, ...] = ("train", "validation", "test")
 """The normal cohort's splits: fitted on, early-stopped on, reported on."""
+
+HELD_OUT = "held_out"
+"""The split a cross-validation fold's held-out train series are loaded and predicted as (:class:`TrainFold`)."""
 
 
 @dataclass
@@ -207,9 +211,73 @@ def train_subsample(train_series: list[str], subjects: dict[str, str], fraction:
     return [s for s in train_series if s in kept]
 
 
+@dataclass(frozen=True)
+class TrainFold:
+    """One fold of a cross-validation on the train split: the network trains on ``train`` and predicts ``held_out``.
+
+    The held-out series are loaded as the split :data:`HELD_OUT` (:func:`load_splits`), so
+    the train stage predicts them with the kept weights like every other split; the
+    validation split still decides the learning rate and early stopping.
+
+    Args:
+        train: the train series trained on.
+        held_out: the train series left out and predicted.
+    """
+
+    train: tuple[str, ...]
+    held_out: tuple[str, ...]
+
+
+def subject_folds(train_series: Sequence[str], subjects: Mapping[str, str], folds: int, seed: int) -> dict[str, int]:
+    """The cross-validation fold (0 to ``folds`` − 1) of each train series: whole subjects, dealt by the seed.
+
+    Subjects are sorted, shuffled by ``seed`` and dealt one by one to the fold holding the
+    fewest series so far (the lowest-numbered on a tie), so a subject's repeat scans share
+    a fold, the folds differ by at most one subject's series, and the folds depend on the
+    seed and the set of series, not on the order they come in.
+
+    Args:
+        train_series: the train split's series ids.
+        subjects: the subject of each series.
+        folds: the number of folds (``evaluate.cv_folds``).
+        seed: the run's seed.
+
+    Returns:
+        The fold of every series of ``train_series``.
+
+    Raises:
+        UserError: for a series without a subject, or fewer subjects than folds.
+
+    Example:
+        >>> subjects = {"a-1": "a", "a-2": "a", "b-1": "b", "c-1": "c", "d-1": "d"}
+        >>> fold = subject_folds(list(subjects), subjects, 2, seed=1)
+        >>> fold["a-1"] == fold["a-2"], sorted(set(fold.values()))
+        (True, [0, 1])
+    """
+    series = sorted({str(s) for s in train_series})
+    missing = [s for s in series if s not in subjects]
+    if missing:
+        raise UserError(f"Expected a subject for every train series, found {len(missing)} without (e.g. {missing[:3]})")
+    by_subject: dict[str, list[str]] = {}
+    for series_id in series:
+        by_subject.setdefault(str(subjects[series_id]), []).append(series_id)
+    if len(by_subject) < folds:
+        raise UserError(f"Expected at least {folds} train subjects for {folds} cross-validation folds (evaluate.cv_folds), found {len(by_subject)}")
+    order = sorted(by_subject)
+    rng = np.random.default_rng([int(seed), 20251122])
+    sizes = [0] * folds
+    fold_of: dict[str, int] = {}
+    for index in rng.permutation(len(order)):
+        members = by_subject[order[index]]
+        fold = min(range(folds), key=lambda f: (sizes[f], f))
+        sizes[fold] += len(members)
+        fold_of.update((series_id, fold) for series_id in members)
+    return fold_of
+
+
 def load_splits(
     processed_dir: str | Path, input_shape: tuple[int, int, int] | None = None, crop_shape: tuple[int, int, int] | None = None,
-    train_series: list[str] | None = None,
+    train_series: list[str] | None = None, held_out: Sequence[str] = (),
 ) -> dict[str, SeriesVolumes]:
     """Every usable series of the manifest, grouped by split (train, validation, test, and the others), fitted to the network.
 
@@ -219,11 +287,19 @@ def load_splits(
         crop_shape: see :func:`fit_to_network`.
         train_series: the train series to load (e.g. :func:`train_subsample`); None for all.
             The others are left out, not moved to another split.
+        held_out: train series loaded as the split :data:`HELD_OUT` instead (a cross-validation
+            fold: predicted, never trained on); they must not be among ``train_series``.
 
     Raises:
         UserError: if the training or validation split is empty.
     """
     manifest = read_manifest(processed_dir)
+    if held_out:
+        held = set(held_out)
+        if train_series is not None and held & set(train_series):
+            raise ValueError(f"a held-out series is also a train series: {sorted(held & set(train_series))[:3]}")
+        moved = (manifest["split"] == "train") & manifest["series_id"].astype(str).isin(held)
+        manifest = manifest.assign(split=manifest["split"].where(~moved, HELD_OUT))
     if train_series is not None:
         keep = set(train_series)
         manifest = manifest[(manifest["split"] != "train") | manifest["series_id"].astype(str).isin(keep)].reset_index(drop=True)

@@ -50,6 +50,7 @@ from spineage.training.data import (
     TRAINING_SPLITS,
     AugmentedVolumes,
     SeriesVolumes,
+    TrainFold,
     load_splits,
     manifest_hash,
     read_manifest,
@@ -497,6 +498,7 @@ def train_spine_age(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     raw_dir: str | Path | None = None,
     tracking: RunTracking = RunTracking(),
+    fold: TrainFold | None = None,
 ) -> TrainingResult | None:
     """Train the spine-age DCNN on the normal cohort's train split and register the best epoch.
 
@@ -515,6 +517,10 @@ def train_spine_age(
         raw_dir: the raw cohort, whose sessions.csv names each series' subject (needed when
             ``settings.train_fraction`` is below 1: the subsample takes whole subjects).
         tracking: the MLflow experiment, and whether the model is registered (:class:`RunTracking`).
+        fold: a cross-validation fold of the train split (:class:`~spineage.training.data.TrainFold`):
+            train on its series only and predict its held-out ones as the split ``held_out`` of
+            predictions.csv; None trains on the train split (``settings.train_fraction`` of it).
+            A fold names its series itself, so it refuses a ``train_fraction`` below 1.
 
     Returns:
         The :class:`TrainingResult` on rank 0; None on the other ranks.
@@ -525,12 +531,14 @@ def train_spine_age(
     """
     from spineage.registry.tracking import quiet_mlflow
 
+    if fold is not None and settings.train_fraction < 1.0:
+        raise ValueError(f"a cross-validation fold names its train series; found train_fraction {settings.train_fraction} as well")
     quiet_mlflow()
     context = init_distributed()
     try:
         return _train(
             context, Path(processed_dir), settings, Path(out_dir), Path(reports_dir), preprocessing or {},
-            ground_truth, gate_report, lock_file, resume, progress, on_epoch_end, raw_dir, tracking,
+            ground_truth, gate_report, lock_file, resume, progress, on_epoch_end, raw_dir, tracking, fold,
         )
     finally:
         close_distributed(context)
@@ -540,7 +548,7 @@ def _train(
     context: DistributedContext, processed_dir: Path, settings: TrainingSettings, out_dir: Path, reports_dir: Path,
     preprocessing: dict[str, Any], ground_truth: str | Path | None, gate_report: str | Path | None,
     lock_file: str | Path, resume: bool, progress: bool, on_epoch_end: Callable[[int, dict[str, float]], None] | None,
-    raw_dir: str | Path | None, tracking: RunTracking,
+    raw_dir: str | Path | None, tracking: RunTracking, fold: TrainFold | None,
 ) -> TrainingResult | None:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
@@ -562,7 +570,10 @@ def _train(
     precision = choose_cpu_precision(settings.cpu_precision) if device.type == "cpu" else ("float16" if settings.mixed_precision else "float32")
     channels_last = use_channels_last(device, settings.channels_last)
 
-    splits = load_splits(processed_dir, settings.input_shape, settings.crop_shape, _train_series(processed_dir, settings, raw_dir))
+    if fold is None:
+        splits = load_splits(processed_dir, settings.input_shape, settings.crop_shape, _train_series(processed_dir, settings, raw_dir))
+    else:
+        splits = load_splits(processed_dir, settings.input_shape, settings.crop_shape, list(fold.train), fold.held_out)
     train, validation = splits["train"], splits["validation"]
     input_shape = train.shape
     torch.manual_seed(settings.seed)

@@ -84,8 +84,8 @@ def test_beheshti_is_chosen_by_the_settings(fabricated: Path, tmp_path: Path) ->
     assert result.metrics["bias_correction"]["slope"] == pytest.approx(SLOPE - 1, abs=0.05)
 
 
-def test_train_cv_is_refused_in_one_line(fabricated: Path, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="10 extra trainings") as error:
+def test_train_cv_without_the_model_and_arrays_is_refused_in_one_line(fabricated: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--model.*--processed.*10 extra trainings") as error:
         evaluate_spine_age(_inputs(fabricated), EvaluationSettings(fit_on="train_cv"), tmp_path / "e", log_mlflow=False)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "e").exists()

@@ -19,7 +19,10 @@ from spineage.settings_checks import choice, field_names, number, section_mappin
 BIAS_CORRECTIONS: tuple[str, ...] = ("cole", "beheshti")
 """Cole's (the MRI paper: predicted regressed on age) and Beheshti's (the radiograph paper: gap regressed on age)."""
 
-FIT_ON: tuple[str, ...] = ("validation", "train_cv")
+TRAIN_CV = "train_cv"
+"""``fit_on`` (and the correction's split) for the fit on out-of-fold predictions of the train split."""
+
+FIT_ON: tuple[str, ...] = ("validation", TRAIN_CV)
 """Where the bias correction is fitted: never on a split its metrics are reported on (test, the full test set)."""
 
 GRADCAM_LAYERS: tuple[str, ...] = ("auto", "1", "2", "3", "4", "5")

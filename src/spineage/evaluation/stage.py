@@ -3,7 +3,9 @@
 Reads the train stage's predictions of every series and:
 
 1. fits the bias correction (:mod:`spineage.evaluation.bias`, Cole's by default) on
-   the validation split and applies it to every series;
+   the validation split, or (``fit_on: train_cv``) on out-of-fold predictions of the train
+   split from ``cv_folds`` extra trainings (:mod:`spineage.evaluation.cross_validation`),
+   and applies it to every series;
 2. calibrates the split-conformal normative range (:mod:`spineage.evaluation.conformal`)
    on the validation split's corrected residuals, and flags each scan whose age falls
    outside it as ``atypical_for_age``;
@@ -26,7 +28,7 @@ file                           what
 ``predictions.csv``            per series: series_id, subject_id, split, age, sex, bracket,
                                predicted_age, corrected_age, sag, age_low, age_high,
                                sag_low, sag_high, atypical_for_age
-``bias_correction.json``       the fitted correction (method, slope, intercept, split, n)
+``bias_correction.json``       the fitted correction (method, slope, intercept, split, n; folds for train_cv)
 ``by_bracket_sex.csv``         raw and corrected figures per evaluation set × bracket × sex
 ``large_gaps.csv``             scans with |SAG| > large_gap_years and their findings
 ``predicted_vs_age.png``       predicted and corrected against chronological age
@@ -57,9 +59,11 @@ from spineage.cohort.splits import (
     FULL_TEST_ABNORMAL,
     FULL_TEST_SPLITS,
     TEST,
+    TRAIN,
     VALIDATION,
 )
 from spineage.errors import UserError
+from spineage.evaluation.bias import TAG_PREFIX as BIAS_TAG_PREFIX
 from spineage.evaluation.bias import (
     BiasCorrection,
     apply_bias_correction,
@@ -71,7 +75,7 @@ from spineage.evaluation.conformal import (
     empirical_coverage,
 )
 from spineage.evaluation.metrics import age_metrics, mean_absolute_error, pearson_r
-from spineage.evaluation.settings import EvaluationSettings
+from spineage.evaluation.settings import TRAIN_CV, EvaluationSettings
 from spineage.raw_cohort import read_cohort_table
 
 EVALUATION_SETS: dict[str, tuple[str, ...]] = {"test": (TEST,), "full_test": FULL_TEST_SPLITS}
@@ -137,7 +141,12 @@ class EvaluationResult:
             f"{_fmt(normative['coverage_test'])}, abnormal flagged {_fmt(normative['flagged_share_abnormal'])}"
         )
         parts.append(f"repeat-scan ICC(2,1) {_fmt(icc['icc'])} [{_fmt(icc['ci_low'])}, {_fmt(icc['ci_high'])}] (n {icc['n']})")
-        return f"{m['bias_correction']['method']} correction; " + "; ".join(parts)
+        correction = m["bias_correction"]
+        fitted = (
+            f" fitted by {correction['folds']}-fold cross-validation on train (train_cv, n {correction['n']})"
+            if correction["split"] == TRAIN_CV else ""
+        )
+        return f"{correction['method']} correction{fitted}; " + "; ".join(parts)
 
 
 def _fmt(value: Any) -> str:
@@ -415,6 +424,32 @@ def log_to_candidate(run_id: str, model_uri: str, metrics: dict[str, Any], tags:
 # --------------------------------------------------------------------------- the stage
 
 
+def fit_correction(
+    table: pd.DataFrame, settings: EvaluationSettings, inputs: EvaluationInputs, run_id: Any = None,
+) -> tuple[BiasCorrection, dict[str, Any]]:
+    """The bias correction of ``settings.fit_on``, and the cross-validation's figures (empty for validation).
+
+    ``validation``: fitted on the validation split's predictions. ``train_cv``: fitted on
+    out-of-fold predictions of every train series from ``settings.cv_folds`` trainings with
+    the model's own settings (:func:`spineage.evaluation.cross_validation.out_of_fold_spine_ages`).
+
+    Raises:
+        UserError: if the correction cannot be fitted, or (train_cv) the model folder or arrays are unusable.
+    """
+    if settings.fit_on != TRAIN_CV:
+        calibration = table[table["split"] == VALIDATION]
+        return fit_bias_correction(settings.bias_correction, calibration["predicted_age"].to_numpy(float), calibration["age"].to_numpy(float), VALIDATION), {}
+    from spineage.evaluation.cross_validation import out_of_fold_spine_ages
+    from spineage.evaluation.gradcam import trained_settings
+
+    train = table[table["split"] == TRAIN]
+    name = f"bias-correction-cv-{str(run_id)[:8]}" if run_id else "bias-correction-cv"
+    out_of_fold = out_of_fold_spine_ages(Path(inputs.processed), train, trained_settings(Path(inputs.model)), settings.cv_folds, run_name=name)
+    rows = out_of_fold.predictions
+    correction = fit_bias_correction(settings.bias_correction, rows["predicted_age"].to_numpy(float), rows["age"].to_numpy(float), TRAIN_CV)
+    return correction, out_of_fold.summary()
+
+
 def evaluate_spine_age(
     inputs: EvaluationInputs, settings: EvaluationSettings, reports_dir: Path, *, log_mlflow: bool = True,
 ) -> EvaluationResult:
@@ -425,23 +460,24 @@ def evaluate_spine_age(
         settings: the ``evaluate`` section.
         reports_dir: the output folder.
         log_mlflow: log to the candidate's MLflow run and model version (reports/train/metrics.json's run_id, model_uri).
+            The ``fit_on: train_cv`` fold trainings are MLflow runs (experiment ``bias-correction-cv``) either way.
 
     Raises:
-        UserError: for a missing input, a bias correction that cannot be fitted, or ``fit_on: train_cv``.
+        UserError: for a missing input, or a bias correction that cannot be fitted.
     """
     started = time.perf_counter()
-    if settings.fit_on == "train_cv":
+    if settings.fit_on == TRAIN_CV and (inputs.model is None or inputs.processed is None):
         raise UserError(
-            f"Expected evaluate.fit_on: validation, found train_cv: fitting the correction by {settings.cv_folds}-fold "
-            f"cross-validation on train needs {settings.cv_folds} extra trainings, which this stage does not run yet"
+            f"Expected the trained model folder (--model) and the preprocessed arrays (--processed) with evaluate.fit_on: "
+            f"train_cv ({settings.cv_folds} extra trainings with the model's settings), found none"
         )
     predictions, train_metrics = read_train_outputs(inputs.train_reports)
     cohort = read_cohort_table(Path(inputs.interim) / "cohort.csv", ("series_id", "subject_id", "sex", "bracket"))
     table = evaluation_table(predictions, cohort)
     findings = findings_by_series(Path(inputs.interim) / "findings.parquet")
 
-    calibration = table[table["split"] == VALIDATION]
-    correction = fit_bias_correction(settings.bias_correction, calibration["predicted_age"].to_numpy(float), calibration["age"].to_numpy(float), VALIDATION)
+    correction, cross_validation = fit_correction(table, settings, inputs, train_metrics.get("run_id"))
+    correction_figures = {**correction.as_dict(), **({"folds": settings.cv_folds} if cross_validation else {})}
     table["corrected_age"] = apply_bias_correction(correction, table["predicted_age"].to_numpy(float), table["age"].to_numpy(float))
     table["sag"] = table["corrected_age"] - table["age"]
 
@@ -455,7 +491,7 @@ def evaluate_spine_age(
     from spineage.training.stage import biological_ages
 
     metrics: dict[str, Any] = {
-        "bias_correction": correction.as_dict(),
+        "bias_correction": {**correction_figures, **({"cross_validation": cross_validation} if cross_validation else {})},
         **set_metrics(table),
         "normative_range": normative_metrics(table, normative),
         "repeat_scans": repeat_scan_stability(table),
@@ -489,11 +525,13 @@ def evaluate_spine_age(
     write_atomic(reports_dir / PREDICTIONS, lambda p: ordered.to_csv(p, index=False, float_format="%.3f"))
     write_atomic(reports_dir / BY_BRACKET_SEX, lambda p: by_group.to_csv(p, index=False, float_format="%.4f"))
     write_atomic(reports_dir / LARGE_GAPS, lambda p: gaps.to_csv(p, index=False, float_format="%.3f"))
-    write_json_atomic(reports_dir / BIAS_CORRECTION, correction.as_dict())
+    write_json_atomic(reports_dir / BIAS_CORRECTION, correction_figures)
     if log_mlflow:
         if not run_id:
             raise UserError(f"Expected a run_id in {Path(inputs.train_reports) / 'metrics.json'} to log the evaluation to, found none")
         tags = {**correction.as_tags(), **{f"{NORMATIVE_TAG_PREFIX}{k}": str(v) for k, v in normative.as_dict().items()}}
+        if cross_validation:
+            tags[f"{BIAS_TAG_PREFIX}folds"] = str(settings.cv_folds)
         log_to_candidate(str(run_id), str(model_uri), _json_safe(metrics), tags)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     metrics = _json_safe(metrics)

@@ -17,7 +17,8 @@ from spineage.settings_checks import choice, number, section_mapping
 from spineage.findings.vocabulary import BRACKETS
 
 DEFAULT_EPSILON: dict[int, float] = {30: 1.0, 40: 0.7, 50: 0.7, 60: 0.7, 70: 0.3, 80: 0.3}
-"""HDBSCAN cluster_selection_epsilon per age bracket (the MRI paper's values)."""
+"""HDBSCAN cluster_selection_epsilon per age bracket (the MRI paper's values, except bracket 50: 0.7, not 1.0,
+which merged that bracket of the atypical phantom into one cluster on one seed of five)."""
 
 DEFAULT_SPLIT_FRACTIONS: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
 

@@ -163,6 +163,21 @@ def series_subjects(raw: str | Path) -> dict[str, str]:
     return dict(zip(sessions["series_id"].astype(str), sessions["subject_id"].astype(str)))
 
 
+def _series_by_subject(train_series: Sequence[str], subjects: Mapping[str, str]) -> dict[str, list[str]]:
+    """The train series of each subject, in the order given.
+
+    Raises:
+        UserError: for a train series without a subject.
+    """
+    missing = [s for s in train_series if s not in subjects]
+    if missing:
+        raise UserError(f"Expected a subject for every train series, found {len(missing)} without (e.g. {missing[:3]})")
+    by_subject: dict[str, list[str]] = {}
+    for series_id in train_series:
+        by_subject.setdefault(str(subjects[series_id]), []).append(series_id)
+    return by_subject
+
+
 def train_subsample(train_series: list[str], subjects: dict[str, str], fraction: float, seed: int) -> list[str]:
     """The train series kept by ``train.train_fraction``: whole subjects in a seeded order until the share is reached.
 
@@ -194,12 +209,7 @@ def train_subsample(train_series: list[str], subjects: dict[str, str], fraction:
     """
     if fraction >= 1.0:
         return list(train_series)
-    missing = [s for s in train_series if s not in subjects]
-    if missing:
-        raise UserError(f"Expected a subject for every train series in sessions.csv, found {len(missing)} without (e.g. {missing[:3]})")
-    by_subject: dict[str, list[str]] = {}
-    for series_id in train_series:
-        by_subject.setdefault(subjects[series_id], []).append(series_id)
+    by_subject = _series_by_subject(train_series, subjects)
     order = sorted(by_subject)
     rng = np.random.default_rng([int(seed), 20251121])
     target = max(MIN_TRAIN_SERIES, int(np.ceil(fraction * len(train_series))))
@@ -254,13 +264,7 @@ def subject_folds(train_series: Sequence[str], subjects: Mapping[str, str], fold
         >>> fold["a-1"] == fold["a-2"], sorted(set(fold.values()))
         (True, [0, 1])
     """
-    series = sorted({str(s) for s in train_series})
-    missing = [s for s in series if s not in subjects]
-    if missing:
-        raise UserError(f"Expected a subject for every train series, found {len(missing)} without (e.g. {missing[:3]})")
-    by_subject: dict[str, list[str]] = {}
-    for series_id in series:
-        by_subject.setdefault(str(subjects[series_id]), []).append(series_id)
+    by_subject = _series_by_subject(sorted({str(s) for s in train_series}), subjects)
     if len(by_subject) < folds:
         raise UserError(f"Expected at least {folds} train subjects for {folds} cross-validation folds (evaluate.cv_folds), found {len(by_subject)}")
     order = sorted(by_subject)

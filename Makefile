@@ -17,7 +17,7 @@ TORCH_WHEELS ?= /opt/wheels
 # Extra uv options for `make lock`, e.g. LOCK_ARGS=--upgrade to move every pin to the newest allowed.
 LOCK_ARGS ?=
 
-.PHONY: setup lock repro ablations test test-fast bench clean-venv
+.PHONY: setup lock repro ablations truth browser test test-fast bench clean-venv
 
 setup: $(STAMP)
 
@@ -65,10 +65,27 @@ repro: setup
 ablations: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro pipelines/ablations/dvc.yaml
 
-test: setup
+# Truth recovery on an external phantom (pipelines/truth): a fresh, larger phantom (params.yaml truth.seed and
+# truth.n_subjects, sized by the default run's power calculation) scored by the registered model and its stored
+# correction; about 30 min on 2 CPU cores. Writes pipelines/truth/reports/truth_recovery.json.
+truth: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro pipelines/truth/dvc.yaml
+
+# The report's browser test opens reports/report.html in headless Chromium (Debian's chromium package).
+# Installed here when missing and apt-get can (root); otherwise that one test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (apt-get) for the report's browser test"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null || \
+	    echo "apt-get could not install chromium: the report's browser test will be skipped"; \
+	  else echo "no chromium and no root apt-get: the report's browser test will be skipped"; fi; }
+
+test: setup browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2
 
-test-fast: setup
+test-fast: setup browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 -m "not slow"
 
 bench: setup

@@ -51,6 +51,11 @@ PARAMS_SECTIONS_READ: dict[tuple[str, ...], frozenset[str]] = {
     ("train",): frozenset({"seed", "train", "preprocess"}),
     ("evaluate",): frozenset({"evaluate"}),
     ("ablation-table",): frozenset(),
+    ("truth-cohort",): frozenset({"synth", "truth"}),
+    ("score",): frozenset({"preprocess"}),
+    ("validate-truth",): frozenset({"truth"}),
+    ("sag",): frozenset({"seed", "sag"}),
+    ("report",): frozenset(),
 }
 """The params.yaml sections each pipeline command's output depends on (read off the code: the
 loaders each command calls). Every command also checks seed, data, synth and validation through
@@ -433,6 +438,9 @@ def expand_stages(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 ABLATIONS = "pipelines/ablations"
 """The ablation sub-pipeline's folder (its dvc.yaml, and every output it writes)."""
 
+TRUTH = "pipelines/truth"
+"""The truth sub-pipeline's folder (``make truth``)."""
+
 
 @pytest.fixture(scope="module")
 def stages() -> dict[str, dict[str, Any]]:
@@ -470,6 +478,16 @@ def test_every_ablation_stage_declares_its_code_files_and_settings(ablation_stag
     assert not missing, "Expected every imported module among the ablation stage's deps, found missing:\n" + _report(missing)
     missing = undeclared_data(ablation_stages)
     assert not missing, "Expected every path of an ablation stage's cmd among its deps or outs, found missing:\n" + _report(missing)
+
+
+def test_every_truth_stage_declares_its_code_files_and_settings() -> None:
+    truth_stages = expand_stages(yaml.safe_load((ROOT / TRUTH / "dvc.yaml").read_text()))
+    commands = _cli(SRC)[1]
+    assert [stage_command(s["cmd"], commands)[0].words for s in truth_stages.values()] == [("truth-cohort",), ("score",), ("validate-truth",)]
+    missing = undeclared_code(truth_stages, wdir=TRUTH)
+    assert not missing, "Expected every imported module among the truth stage's deps, found missing:\n" + _report(missing)
+    missing = undeclared_data(truth_stages)
+    assert not missing, "Expected every path of a truth stage's cmd among its deps or outs, found missing:\n" + _report(missing)
 
 
 def test_the_ablations_vary_one_factor_at_a_time_and_evaluate_and_tabulate_every_cell(ablation_stages) -> None:

@@ -19,6 +19,7 @@ from spineage.config import (
     parse_validation,
     read_params_mapping,
 )
+from spineage.analysis.truth_settings import TruthSettings, parse_truth_settings
 from spineage.evaluation.settings import EvaluationSettings, parse_evaluation_settings
 from spineage.findings.stage import FindingsSettings, parse_findings_settings
 from spineage.imaging.preprocess import PreprocessSettings, parse_preprocess_settings
@@ -40,6 +41,7 @@ SECTIONS = {
     "train": (parse_training_settings, TrainingSettings),
     "evaluate": (parse_evaluation_settings, EvaluationSettings),
     "validation": (parse_validation, ValidationSettings),
+    "truth": (parse_truth_settings, TruthSettings),
 }
 """Sections parsed by a function of their own, with their settings class."""
 
@@ -65,11 +67,13 @@ def test_seed_data_and_synth_are_the_code_defaults() -> None:
     assert parse_params({}) == Params()
 
 
-@pytest.mark.parametrize("name", ["findings", "preprocess", "segmentation", "train", "validation", "evaluate"])
+@pytest.mark.parametrize("name", ["findings", "preprocess", "segmentation", "train", "validation", "evaluate", "truth"])
 def test_params_yaml_spells_out_every_setting(name: str) -> None:
     """Every tunable value is visible in params.yaml, not only in the code."""
     _, settings_class = SECTIONS[name]
-    assert {f.name for f in fields(settings_class)} - {"seed"} == set(RAW[name])
+    # train's seed is the top-level one; truth's is its own (the truth cohort's), spelt out in its section
+    own_seed = {"seed"} if name == "truth" else set()
+    assert {f.name for f in fields(settings_class)} - {"seed"} | own_seed == set(RAW[name])
 
 
 def test_params_yaml_spells_out_every_synth_setting() -> None:

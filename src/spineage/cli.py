@@ -407,6 +407,107 @@ def evaluate(
     typer.echo(f"wrote {reports}: {result}")
 
 
+@app.command()
+@user_errors
+def sag(
+    predictions: Path = typer.Option(Path("reports/evaluate/predictions.csv"), help="The evaluate stage's per-series table (corrected SAG)."),
+    findings: Path = typer.Option(Path("data/interim/findings.parquet"), help="The findings stage's table (each series' findings)."),
+    raw: Path = typer.Option(Path("data/raw"), help="The raw cohort (lifestyle.csv, when it has one)."),
+    reports: Path = typer.Option(Path("reports/sag"), help="Folder for the tables, figures and metrics.json."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (seed, sag section)."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """The spine age gap's associations: Table 5 (as the paper and adjusted), odds ratios (Figure 6), Figure 7, the multivariable model."""
+    from spineage.analysis.settings import parse_sag_settings
+    from spineage.analysis.stage import write_sag_analysis
+    from spineage.config import read_params_mapping
+
+    raw_params = read_params_mapping(params, set_values or ())
+    lifestyle = raw / "lifestyle.csv"
+    metrics = write_sag_analysis(
+        predictions, findings, lifestyle if lifestyle.is_file() else None, reports,
+        parse_sag_settings(raw_params.get("sag")), seed=int(raw_params["seed"]),
+    )
+    typer.echo(f"wrote {reports}: {metrics.get('n_series')} series, multivariable adjusted R2 {metrics.get('multivariable_adj_r_squared')}")
+
+
+@app.command()
+@user_errors
+def report(
+    reports: Path = typer.Option(Path("reports"), help="The pipeline's reports folder (cohort/, evaluate/, sag/, truth_recovery.json, ...)."),
+    out: Path = typer.Option(Path("reports/report.html"), help="The page to write."),
+    ablations: Optional[Path] = typer.Option(Path("pipelines/ablations/reports"), help="The ablation table's folder (absent: not shown)."),
+    truth: Optional[Path] = typer.Option(
+        Path("pipelines/truth/reports/truth_recovery.json"), help="`make truth`'s verdict on the external truth cohort (absent: not shown)."
+    ),
+) -> None:
+    """Write the self-contained HTML report: cohort, model, SAG analysis, truth recovery, provenance."""
+    from spineage.reporting.html import write_report
+
+    path = write_report(reports, out, ablations=ablations, external_truth=truth)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("truth-cohort")
+@user_errors
+def truth_cohort(
+    out: Path = typer.Option(..., help="Folder to write the truth cohort into."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (synth section; truth.seed and truth.n_subjects)."),
+    workers: Optional[int] = typer.Option(None, help="Processes (default: params.yaml's synth.workers)."),
+) -> None:
+    """Generate the external truth cohort of `make truth`: a fresh phantom, with the truth section's seed and size."""
+    from spineage.analysis.truth_settings import load_truth_settings
+    from spineage.config import load_params
+    from spineage.synth.generate import generate_cohort
+
+    truth = load_truth_settings(params)
+    if truth.seed == load_params(params).seed:
+        raise UserError(f"Expected truth.seed to differ from the default run's seed {truth.seed}: the truth cohort must be new subjects")
+    typer.echo(generate_cohort(out, load_params(params).synth, n_subjects=truth.n_subjects, seed=truth.seed, workers=workers))
+
+
+@app.command()
+@user_errors
+def score(
+    raw: Path = typer.Option(..., help="The raw cohort to score: every MRI series of its sessions.csv."),
+    out: Path = typer.Option(..., help="Folder for cohort.csv, processed/, predictions.csv and metrics.json."),
+    model: Optional[str] = typer.Option(
+        None, help="A registered spine-age model URI (default: models:/spine-age-mri@production, else @candidate)."
+    ),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (preprocess section: grid and segmenter)."),
+    workers: Optional[int] = typer.Option(None, help="Preprocessing processes (default: params.yaml's preprocess.workers)."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Score a whole raw cohort with a registered model and its stored bias correction (an external test set)."""
+    from spineage.evaluation.external import score_cohort
+    from spineage.imaging.preprocess import load_preprocess_settings
+    from spineage.registry.tracking import resolve_model_uri
+
+    uri = model or resolve_model_uri("spine-age-mri")
+    result = score_cohort(raw, out, uri, load_preprocess_settings(params, set_values or ()), workers=workers)
+    typer.echo(f"wrote {out}: {result}")
+
+
+@app.command("validate-truth")
+@user_errors
+def validate_truth(
+    predictions: Path = typer.Option(Path("reports/evaluate/predictions.csv"), help="A prediction table (the evaluate stage's or `spineage score`'s)."),
+    raw: Path = typer.Option(Path("data/raw"), help="The raw cohort the predictions are of (ground_truth.json, lifestyle.csv)."),
+    cohort: Optional[Path] = typer.Option(
+        Path("data/interim/cohort.csv"), help="The cohort table, to judge the normal-cohort definition (absent: skipped)."
+    ),
+    out: Path = typer.Option(Path("reports/truth_recovery.json"), help="The JSON file to write."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (truth section)."),
+    all_splits: bool = typer.Option(False, "--all-splits", help="Judge every series (an external cohort), not truth.splits."),
+) -> None:
+    """Compare the pipeline's spine age gap with a phantom's planted truth: agreement, lifestyle effects, power."""
+    from spineage.analysis.truth import truth_line, validate_truth as run
+    from spineage.analysis.truth_settings import load_truth_settings
+
+    result = run(predictions, raw, out, load_truth_settings(params), cohort_csv=cohort, all_splits=all_splits)
+    typer.echo(truth_line(result))
+
+
 @app.command("ablation-table")
 @user_errors
 def ablation_table(

@@ -148,10 +148,11 @@ class Params:
 
 PARAMS_KEYS: tuple[str, ...] = (
     "seed", "data", "synth", "validation", "findings", "cohort", "preprocess", "segmentation", "train", "evaluate",
+    "sag", "truth",
 )
 """The top-level keys of params.yaml, every one required in the file. ``seed``, ``data``, ``synth`` and
-``validation`` are read here; ``findings``, ``cohort``, ``preprocess``, ``segmentation``, ``train`` and
-``evaluate`` by the settings modules of their stages."""
+``validation`` are read here; ``findings``, ``cohort``, ``preprocess``, ``segmentation``, ``train``,
+``evaluate``, ``sag`` and ``truth`` by the settings modules of their stages."""
 
 
 def _profile(name: str, raw: Any) -> SynthProfile:

@@ -79,12 +79,13 @@ def test_severities_are_each_compared_with_none_and_small_ones_get_a_note() -> N
     assert all(math.isnan(moderate[c]) for c in ("effect", "ci_low", "ci_high", "p", "adj_effect", "adj_p"))
 
 
-def test_an_absent_variable_and_a_small_reference_keep_their_rows_without_estimates() -> None:
-    table = _tiny().assign(spinal_stenosis=0, scoliosis=[1] * 7 + [0] * 2)
+def test_an_absent_variable_has_no_row_and_a_small_group_keeps_its_row_without_estimates() -> None:
+    table = _tiny().assign(spinal_stenosis=0, scoliosis=[1] * 7 + [0] * 2, fracture=[1] + [0] * 8)
     result = sag_associations(table, TINY)
-    stenosis, scoliosis = _row(result, "spinal_stenosis", "present"), _row(result, "scoliosis", "present")
-    assert stenosis["n"] == 0 and stenosis["n_reference"] == 9 and "too few series" in stenosis["note"]
-    assert math.isnan(stenosis["effect"])
+    assert not (result["variable"] == "spinal_stenosis").any()
+    fracture, scoliosis = _row(result, "fracture", "present"), _row(result, "scoliosis", "present")
+    assert fracture["n"] == 1 and fracture["n_reference"] == 8 and "too few series" in fracture["note"]
+    assert math.isnan(fracture["effect"])
     assert scoliosis["n"] == 7 and "reference" in scoliosis["note"] and math.isnan(scoliosis["effect"])
 
 
@@ -139,6 +140,7 @@ def test_a_null_effect_is_not_found() -> None:
 def test_the_markdown_table_has_a_section_per_model_and_marks_significance() -> None:
     table = _confounded(2.0, seed=3).assign(spinal_stenosis=0, work="sedentary")
     table.loc[:199, "work"] = "heavy"
+    table.loc[:1, "spinal_stenosis"] = 1
     text = associations_markdown(sag_associations(table, SagSettings()))
     assert "## pathologies" in text and "## lifestyle" in text and "## other findings" not in text
     fracture = next(line for line in text.splitlines() if line.startswith("| fracture |"))

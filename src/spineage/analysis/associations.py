@@ -17,7 +17,8 @@ Each model is fitted twice: unadjusted (``effect``, ``ci_low``, ``ci_high``, ``p
 adjusted for ``settings.adjust_for`` (``adj_*``: + age + sex by default). 95 % CIs are
 t-based. A category with fewer than ``settings.min_group_size`` series (or a reference that small)
 keeps its row with ``n`` but NaN estimates and a ``note``; its series leave the model, so the
-other categories are still compared with the reference alone.
+other categories are still compared with the reference alone. A category no series has is left
+out (a variable none has, entirely).
 
 Example:
     >>> table = pd.DataFrame({"sag": [1.0, 2.0, 3.0, 5.0, 6.0, 7.0], "age": [40.0, 50, 60, 45, 55, 65],
@@ -170,7 +171,8 @@ def _categorical_rows(table: pd.DataFrame, variable: Variable, settings: SagSett
                 notes[category] = "too few series to fit"
             elif math.isnan(fits[1][category][0]):
                 notes[category] = "adjusted model not estimable"
-    return [_row(variable, c, int(counts.get(c, 0)), n_reference, fits, notes.get(c, "")) for c in variable.categories]
+    # A category no series has (a severe lumbar uncovertebral osteophyte) is not a row of the table.
+    return [_row(variable, c, int(counts.get(c, 0)), n_reference, fits, notes.get(c, "")) for c in variable.categories if counts.get(c, 0)]
 
 
 def _per_unit_rows(table: pd.DataFrame, variable: Variable, settings: SagSettings) -> list[dict]:

@@ -61,15 +61,18 @@ repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 # The ablation table (the MRI paper's Table 3): 7 cells, each one setting changed from the default model, on the
-# profile params.yaml names; DVC first brings the root pipeline's outputs it reads up to date (about 7 trainings).
+# profile params.yaml names; DVC first brings the root pipeline's outputs it reads up to date (about 7 trainings);
+# then the report is rendered again with the table.
 ablations: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro pipelines/ablations/dvc.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro --force --single-item report
 
 # Truth recovery on an external phantom (pipelines/truth): a fresh, larger phantom (params.yaml truth.seed and
 # truth.n_subjects, sized by the default run's power calculation) scored by the registered model and its stored
-# correction; about 30 min on 2 CPU cores. Writes pipelines/truth/reports/truth_recovery.json.
+# correction; about 30 min on 2 CPU cores. Writes pipelines/truth/reports/truth_recovery.json; the report shows it.
 truth: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro pipelines/truth/dvc.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro --force --single-item report
 
 # The report's browser test opens reports/report.html in headless Chromium (Debian's chromium package).
 # Installed here when missing and apt-get can (root); otherwise that one test is skipped and says why.

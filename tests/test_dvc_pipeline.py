@@ -38,6 +38,12 @@ SRC = ROOT / "src"
 PACKAGE = "spineage"
 CLI_MODULE = f"{PACKAGE}.cli"
 
+OPTIONAL_INPUTS: dict[tuple[str, ...], frozenset[str]] = {
+    ("report",): frozenset({"--ablations", "--truth"}),
+}
+"""Options naming the outputs of the separate, longer runs (make ablations, make truth): read when they
+exist, never a dependency of the root pipeline (which must not wait for them); those runs re-render the report."""
+
 PARAMS_SECTIONS_READ: dict[tuple[str, ...], frozenset[str]] = {
     ("synth",): frozenset({"seed", "data", "synth"}),
     ("show",): frozenset(),
@@ -371,6 +377,8 @@ def undeclared_data(stages: dict[str, dict[str, Any]], src: Path = SRC) -> dict[
         command, _ = stage_command(stage["cmd"], commands)
         problems = []
         for option, value in path_arguments(stage["cmd"], src):
+            if option in OPTIONAL_INPUTS.get(command.words, ()):
+                continue
             value = value.rstrip("/")
             if Path(value).name == "params.yaml" and value not in declared:
                 assert command.words in PARAMS_SECTIONS_READ, (

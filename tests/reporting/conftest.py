@@ -168,7 +168,7 @@ full_test,80,M,6,3.5537,3.2709,0.7921,4.2301
         _csv(reports / "sag" / "associations.csv", ASSOCIATIONS_CSV)
         _csv(reports / "sag" / "odds_ratios.csv", ODDS_RATIOS_CSV)
         _csv(reports / "sag" / "multivariable.csv", MULTIVARIABLE_CSV)
-        _json(reports / "sag" / "metrics.json", {"n_series": 619, "adj_r_squared": 0.4123, "r_squared": 0.4351})
+        _json(reports / "sag" / "metrics.json", {"n_series": 619, "multivariable_n": 610, "multivariable_adj_r_squared": 0.4123, "multivariable_r_squared": 0.4351})
     if truth:
         _json(reports / "truth_recovery.json", TRUTH_RECOVERY)
     if ablations:

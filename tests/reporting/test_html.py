@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import tomllib
 from datetime import UTC, datetime
@@ -51,7 +52,7 @@ def test_the_page_holds_every_section_in_the_papers_order_and_the_tables_numbers
         "9.64 / 11.5", "(as params.yaml)", "16.6", "-19.0", "L4 severe desiccation",
         # the SAG analysis (Table 5, Figure 6, the explainability model)
         "1.23 (0.500 to 2.00)", "0.003", "1.11 (0.400 to 1.80)", "few cases", "not estimable",
-        "3.91 (1.24 to 12.3)", "14 / 100", "2.35 (1.20 to 3.50)", "adjusted R² 0.412", "619 series",
+        "3.91 (1.24 to 12.3)", "14 / 100", "2.35 (1.20 to 3.50)", "adjusted R² 0.412", "610 series",
         # truth recovery, generically
         "phantom", "0.654", "0.751", "subjects for target", "packs_per_day: 812", "0.969", "typical: (373, 12)",
         # provenance
@@ -99,7 +100,7 @@ def test_absent_optional_parts_say_they_are_not_available_and_the_page_still_ren
 
     assert page.headings == SECTIONS
     assert "The SAG analysis is not available: reports/sag/ is missing (run the sag stage)." in text
-    assert "The cohort has no planted truth (reports/truth_recovery.json is absent)" in text
+    assert "The cohort has no planted truth (reports/truth_recovery.json is absent or says so)" in text
     assert "Ablations: not run (make ablations)." in text
     assert "Figure not available: reports/evaluate/gradcam.png is missing." in text
     assert "Segmentation metrics not available: reports/segment/metrics.json is missing." in text
@@ -209,3 +210,13 @@ def test_the_page_is_written_atomically_in_place(full_reports: Path) -> None:
     _write(full_reports)
     assert out.read_text() == first  # same inputs and time stamp, same page
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # no temporary left behind
+
+
+def test_the_external_truth_cohort_is_shown_when_make_truth_has_run(full_reports: Path) -> None:
+    absent = _write(full_reports).read_text(encoding="utf-8")
+    assert "The external truth cohort (make truth)" in absent and "Not run: `make truth`" in absent
+    external = full_reports.parent / "truth_recovery.json"
+    external.write_text(json.dumps({"planted_truth": True, "subjects": 3987, "effects": [{"name": "work_heavy", "planted": 0.67, "p": 0.0004}]}))
+    page = parse_page(_write(full_reports, external_truth=external))
+    assert "3,987" in page.cells or "3987" in page.cells
+    assert "work_heavy" in page.cells and "Not run: `make truth`" not in page.text

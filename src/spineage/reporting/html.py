@@ -49,6 +49,7 @@ def write_report(
     ablations: Path | None = None,
     extra_sections: Sequence[Section] | None = None,
     generated: datetime | None = None,
+    external_truth: Path | None = None,
 ) -> Path:
     """Gather everything under ``reports``, render the page and write it to ``out`` atomically.
 
@@ -59,6 +60,7 @@ def write_report(
         extra_sections: further sections (:class:`~spineage.reporting.blocks.Section`), shown after
             truth recovery and before provenance: the hook for the radiograph branch.
         generated: the time stamped on the page; now when None.
+        external_truth: ``make truth``'s truth_recovery.json (pipelines/truth/reports/); None or absent: "not run".
 
     Returns:
         ``out``.
@@ -66,6 +68,6 @@ def write_report(
     Raises:
         UserError: when the reports folder or its evaluate metrics are missing, or a report file cannot be read.
     """
-    page = gather_report(Path(reports), ablations, extra_sections, generated)
+    page = gather_report(Path(reports), ablations, extra_sections, generated, external_truth)
     text = render_report(page)
     return write_atomic(Path(out), lambda path: path.write_text(text, encoding="utf-8"))

@@ -577,8 +577,8 @@ def sag_section(reports: Path) -> Section:
     metrics = _read_json(folder / METRICS) or {}
     if metrics:
         blocks.append(Text(
-            f"A multivariable linear model of SAG on {format_count(metrics.get('n_series'))} series: R² "
-            f"{format_number(metrics.get('r_squared'))}, adjusted R² {format_number(metrics.get('adj_r_squared'))}."
+            f"A multivariable linear model of SAG on {format_count(metrics.get('multivariable_n'))} series: R² "
+            f"{format_number(metrics.get('multivariable_r_squared'))}, adjusted R² {format_number(metrics.get('multivariable_adj_r_squared'))}."
         ))
     terms = _read_csv(folder / MULTIVARIABLE)
     if terms is None:
@@ -616,16 +616,28 @@ def _association_table(rows: list[dict[str, Any]]) -> Table:
 # --------------------------------------------------------------------------- 4. truth recovery
 
 
-def truth_recovery_section(reports: Path) -> Section:
-    """How well the pipeline recovers the phantom's planted effects (``truth_recovery.json``), rendered generically:
-    its scalars as a key/value table, ``effects`` as a table, ``power`` and ``normal_cohort`` as tables of their own."""
+def truth_recovery_section(reports: Path, external: Path | None = None) -> Section:
+    """How well the pipeline recovers the phantom's planted effects: on the default run's full test set
+    (``truth_recovery.json``) and, when ``make truth`` has run, on the external truth cohort (``external``)."""
     title = "Truth recovery"
-    path = reports / TRUTH_RECOVERY
-    truth = _read_json(path)
-    if truth is None:
-        return Section(title, [Note(f"The cohort has no planted truth ({_shown(reports, TRUTH_RECOVERY)} is absent): there is nothing to recover.")])
-    blocks: list[Block] = [Text("The phantom's planted effects against what the pipeline found, from "
-                                f"{_shown(reports, TRUTH_RECOVERY)}.")]
+    truth = _read_json(reports / TRUTH_RECOVERY)
+    if truth is None or truth.get("planted_truth") is False:
+        return Section(title, [Note(f"The cohort has no planted truth ({_shown(reports, TRUTH_RECOVERY)} is absent or says so): there is nothing to recover.")])
+    blocks = _truth_blocks(truth, f"The phantom's planted effects against what the pipeline found on the default run's full test set, from "
+                                  f"{_shown(reports, TRUTH_RECOVERY)}.")
+    blocks.append(Heading("The external truth cohort (make truth)"))
+    found = _read_json(Path(external)) if external is not None else None
+    if found is None:
+        blocks.append(Note("Not run: `make truth` scores a fresh, larger phantom (sized by the power above) with the registered model."))
+    else:
+        blocks += _truth_blocks(found, f"A fresh phantom scored by the registered model and its stored correction, from {Path(external).name}.")
+    return Section(title, blocks)
+
+
+def _truth_blocks(truth: dict[str, Any], intro: str) -> list[Block]:
+    """One truth_recovery.json rendered generically: its scalars as a key/value table, ``effects`` as a table,
+    ``power`` and ``normal_cohort`` as tables of their own."""
+    blocks: list[Block] = [Text(intro)]
     parts = {"effects", "power", "normal_cohort"}
     scalars = [(_title(key), format_value(value, key)) for key, value in truth.items() if key not in parts]
     if scalars:
@@ -637,10 +649,10 @@ def truth_recovery_section(reports: Path) -> Section:
     elif "effects" in truth:
         blocks.append(Note("No planted effects listed."))
     for key, heading in (("power", "Power"), ("normal_cohort", "Normal cohort")):
-        if key in truth:
+        if truth.get(key) is not None:
             blocks.append(Heading(heading))
             blocks.append(_nested_table(truth[key]))
-    return Section(title, blocks)
+    return blocks
 
 
 def _records_table(records: list[dict[str, Any]], caption: str = "", first: str | None = None) -> Table:
@@ -713,6 +725,7 @@ def gather_report(
     ablations: Path | None = None,
     extra_sections: Sequence[Section] | None = None,
     generated: datetime | None = None,
+    external_truth: Path | None = None,
 ) -> ReportPage:
     """Everything the page shows, gathered from the reports folder.
 
@@ -721,6 +734,7 @@ def gather_report(
         ablations: the ablation sub-pipeline's reports folder (``table.csv``); None when not run.
         extra_sections: further sections (the radiograph branch's), shown after truth recovery and before provenance.
         generated: when the page is made; now when None.
+        external_truth: ``make truth``'s truth_recovery.json (the external truth cohort); None or absent: not shown.
 
     Raises:
         UserError: when the evaluate metrics are missing, or a report file cannot be read.
@@ -743,7 +757,7 @@ def gather_report(
         cohort_section(reports),
         model_section(reports, evaluation, None if ablations is None else Path(ablations)),
         sag_section(reports),
-        truth_recovery_section(reports),
+        truth_recovery_section(reports, external_truth),
         *extra,
         provenance_section(reports, evaluation, stamp, __version__),
     )

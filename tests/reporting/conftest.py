@@ -117,16 +117,114 @@ default,default,,325.0000,37.0000,2.7441,2.7469,2.7780,2.7168,0.9246,0.9231
 train_fraction-0.01,train_fraction,0.01,4.0000,37.0000,9.6417,11.4696,11.1991,11.9115,0.2015,-0.2159
 """
 
+# The shape spineage.analysis.truth.validate_truth writes (the default run's, two effects kept).
 TRUTH_RECOVERY = {
-    "cohort": "phantom", "seed": 7, "n_subjects": 600, "all_recovered": False,
-    "effects": [
-        {"name": "packs_per_day", "planted": 0.9, "oracle_effect": 0.8712, "pipeline_effect": 0.6543, "ci_low": 0.21, "ci_high": 1.1,
-         "p": 0.0042, "attenuation": 0.7511, "ci_holds_planted": True, "recovered": True},
-        {"name": "null_exercise", "planted": 0.0, "pipeline_effect": 0.0312, "ci_low": -0.4, "ci_high": 0.46, "p": 0.8812,
-         "ci_holds_planted": True, "recovered": True, "power": 0.05},
+    "adjusted_for": [
+        "age",
+        "sex_male"
     ],
-    "power": {"alpha": 0.05, "target": 0.8, "subjects_for_target": {"packs_per_day": 812, "work_heavy": 1450}},
-    "normal_cohort": {"precision": 0.9688, "recall": 0.8632, "confusion": {"typical": [373, 12], "atypical": [32, 202]}},
+    "cis_holding_planted": 7,
+    "effects": [
+        {
+            "attenuation": 0.9077,
+            "ci_high": 2.8346,
+            "ci_holds_planted": True,
+            "ci_low": 0.0816,
+            "falsely_found": None,
+            "name": "packs_per_day",
+            "oracle_ci_high": 2.6691,
+            "oracle_ci_low": 0.5438,
+            "oracle_effect": 1.6064,
+            "oracle_p": 0.0032,
+            "p": 0.038,
+            "pipeline_effect": 1.4581,
+            "planted": 0.93,
+            "power": 0.2526,
+            "recovered": True,
+            "subjects_for_target_power": 1550,
+            "target": True
+        },
+        {
+            "attenuation": 0.7981,
+            "ci_high": 0.1279,
+            "ci_holds_planted": True,
+            "ci_low": -0.2441,
+            "falsely_found": False,
+            "name": "sedentary_hours_per_day",
+            "oracle_ci_high": 0.0708,
+            "oracle_ci_low": -0.2164,
+            "oracle_effect": -0.0728,
+            "oracle_p": 0.3192,
+            "p": 0.5391,
+            "pipeline_effect": -0.0581,
+            "planted": 0.0,
+            "power": None,
+            "recovered": None,
+            "subjects_for_target_power": None,
+            "target": False
+        }
+    ],
+    "generator_version": "spineage-phantom/0.1.0+atypical-3",
+    "mae_vs_biological_age_corrected": 2.0819,
+    "mae_vs_biological_age_raw": 2.4193,
+    "mae_vs_chronological_age_corrected": 3.3245,
+    "normal_cohort": {
+        "overall": {
+            "atypical": {
+                "abnormal": 202,
+                "abnormal_share": 0.8632,
+                "normal": 32,
+                "normal_share": 0.1368,
+                "series": 234
+            },
+            "structural_pathology": {
+                "abnormal": 98,
+                "abnormal_share": 0.8235,
+                "normal": 21,
+                "normal_share": 0.1765,
+                "series": 119
+            },
+            "typical": {
+                "abnormal": 12,
+                "abnormal_share": 0.0312,
+                "normal": 373,
+                "normal_share": 0.9688,
+                "series": 385
+            }
+        }
+    },
+    "one_series_per_subject": True,
+    "phantom_seed": 20251121,
+    "planted_effects": 7,
+    "planted_gap_sd": 3.0678,
+    "planted_truth": True,
+    "power": {
+        "alpha": 0.05,
+        "expected_effect": "planted effect x the slope of SAG on the planted gap",
+        "min_effect_years": 0.5,
+        "power_all_target_effects": 0.0064,
+        "power_of_each_target_effect": {
+            "exercise_vigorous": 0.1905,
+            "packs_per_day": 0.2526,
+            "work_heavy": 0.1337
+        },
+        "residual_sd_oracle": 2.9242,
+        "residual_sd_pipeline": 3.7878,
+        "slope_sag_on_planted_gap": 0.9705,
+        "subjects": 246,
+        "subjects_for_target_power": 3674,
+        "target_power": 0.9
+    },
+    "sag_sd": 3.8427,
+    "sag_vs_planted_gap_r": 0.7748,
+    "splits": [
+        "test",
+        "full_test_abnormal"
+    ],
+    "subjects": 246,
+    "target_met": False,
+    "targets": 3,
+    "targets_recovered": 1
 }
 
 

@@ -53,8 +53,8 @@ def test_the_page_holds_every_section_in_the_papers_order_and_the_tables_numbers
         # the SAG analysis (Table 5, Figure 6, the explainability model)
         "1.23 (0.500 to 2.00)", "0.003", "1.11 (0.400 to 1.80)", "few cases", "not estimable",
         "3.91 (1.24 to 12.3)", "14 / 100", "2.35 (1.20 to 3.50)", "adjusted R² 0.412", "610 series",
-        # truth recovery, generically
-        "phantom", "0.654", "0.751", "subjects for target", "packs_per_day: 812", "0.969", "typical: (373, 12)",
+        # truth recovery
+        "packs_per_day", "0.908", "1.61 (0.544 to 2.67)", "Subjects for 90.0 % power", "0.775", "3.1 %",
         # provenance
         "734677b31ee9a78aba3ff489ddea3240.dir", "f8874c91bdfe49a7c5941a08b634d690bbf2f85e", "models:/spine-age-mri/6",
         "d5f53224bd2c443b964a5829117d5c85", "2026-01-02 03:04:05 UTC", "0.1.0",
@@ -168,12 +168,14 @@ def test_extra_sections_come_after_truth_recovery_and_before_provenance(full_rep
         _write(full_reports, extra_sections=["not a section"])
 
 
-def test_truth_recovery_shows_the_union_of_the_effects_keys(full_reports: Path) -> None:
+def test_truth_recovery_shows_oracle_against_pipeline_for_every_planted_effect(full_reports: Path) -> None:
     page = parse_page(_write(full_reports))
-    # "oracle_effect" and "attenuation" only in the first effect, "power" only in the second: all are columns
-    for header in ("name", "planted", "oracle effect", "pipeline effect", "attenuation", "ci holds planted", "recovered", "power"):
+    for header in ("Effect", "Planted (y)", "Oracle: planted gap (95 % CI)", "Pipeline: SAG (95 % CI)", "Attenuation", "CI holds planted", "Found", "Power"):
         assert header in page.cells, header
-    assert "0.050" in page.cells and "yes" in page.cells
+    # packs per day: planted 0.93, found 1.46 (0.082 to 2.83), p 0.038; the zero sedentary effect not found
+    assert "1.46 (0.082 to 2.83)" in page.cells and "0.038" in page.cells and "no (none planted)" in page.cells
+    assert "1 of 3" in page.cells and "3,674" in page.cells and "86.3 %" in page.cells
+    assert any("seed 20251121" in cell for cell in page.cells)
 
 
 def test_the_ablation_markdown_table_stands_in_for_a_missing_csv(full_reports: Path) -> None:

@@ -635,24 +635,61 @@ def truth_recovery_section(reports: Path, external: Path | None = None) -> Secti
 
 
 def _truth_blocks(truth: dict[str, Any], intro: str) -> list[Block]:
-    """One truth_recovery.json rendered generically: its scalars as a key/value table, ``effects`` as a table,
-    ``power`` and ``normal_cohort`` as tables of their own."""
-    blocks: list[Block] = [Text(intro)]
-    parts = {"effects", "power", "normal_cohort"}
-    scalars = [(_title(key), format_value(value, key)) for key, value in truth.items() if key not in parts]
-    if scalars:
-        blocks.append(key_value_table(scalars, caption="Summary."))
-    effects = truth.get("effects")
-    if isinstance(effects, list) and effects:
+    """One truth_recovery.json (:func:`spineage.analysis.truth.validate_truth`): the verdict, every planted effect
+    (oracle against pipeline), the power, and the normal cohort against the planted marks."""
+    power = _mapping(truth.get("power"))
+    blocks: list[Block] = [Text(intro), key_value_table([
+        ("Subjects (one series each)", format_count(truth.get("subjects"))),
+        ("r (SAG, planted gap)", format_number(truth.get("sag_vs_planted_gap_r"))),
+        ("MAE against biological age, raw / corrected", f"{_years(truth.get('mae_vs_biological_age_raw'))} / {_years(truth.get('mae_vs_biological_age_corrected'))}"),
+        (f"Planted effects of at least {format_number(power.get('min_effect_years'))} y found (right sign, p < {format_number(power.get('alpha'))})",
+         f"{format_count(truth.get('targets_recovered'))} of {format_count(truth.get('targets'))}"),
+        ("95 % CIs holding the planted value", f"{format_count(truth.get('cis_holding_planted'))} of {format_count(truth.get('planted_effects'))}"),
+        ("Target met", format_value(truth.get("target_met"))),
+        ("Regressions adjusted for", format_value(truth.get("adjusted_for"))),
+        ("Phantom", f"{_text(truth.get('generator_version'))}, seed {_text(truth.get('phantom_seed'))}"),
+    ], caption="The verdict.")]
+    effects = [_mapping(item) for item in truth.get("effects") or [] if isinstance(item, Mapping)]
+    if effects:
         blocks.append(Heading("Planted effects"))
-        blocks.append(_records_table([_mapping(item) if isinstance(item, Mapping) else {"value": item} for item in effects]))
-    elif "effects" in truth:
-        blocks.append(Note("No planted effects listed."))
-    for key, heading in (("power", "Power"), ("normal_cohort", "Normal cohort")):
-        if truth.get(key) is not None:
-            blocks.append(Heading(heading))
-            blocks.append(_nested_table(truth[key]))
+        blocks.append(table_from_records(effects, [
+            Column("Effect", "name", _text, numeric=False),
+            Column("Planted (y)", "planted", format_number),
+            Column("Oracle: planted gap (95 % CI)", lambda r: format_estimate(r.get("oracle_effect"), r.get("oracle_ci_low"), r.get("oracle_ci_high"))),
+            Column("Oracle p", "oracle_p", format_p),
+            Column("Pipeline: SAG (95 % CI)", lambda r: format_estimate(r.get("pipeline_effect"), r.get("ci_low"), r.get("ci_high"))),
+            Column("Pipeline p", "p", format_p),
+            Column("Attenuation", "attenuation", format_number),
+            Column("CI holds planted", "ci_holds_planted", format_value, numeric=False),
+            Column("Found", lambda r: _found(r), numeric=False),
+            Column("Power", "power", format_number),
+            Column(f"Subjects for {format_share(power.get('target_power'))} power", "subjects_for_target_power", format_count),
+        ], caption="Each planted lifestyle effect: one multivariable regression of the planted gap (oracle) and of the pipeline's SAG "
+                   "on the same subjects; attenuation = pipeline / oracle."))
+    if power:
+        blocks.append(Heading("Power"))
+        blocks.append(key_value_table([
+            ("Slope of SAG on the planted gap", format_number(power.get("slope_sag_on_planted_gap"))),
+            ("Residual SD, oracle / pipeline (y)", f"{format_number(power.get('residual_sd_oracle'))} / {format_number(power.get('residual_sd_pipeline'))}"),
+            ("Expected pipeline effect", _text(power.get("expected_effect"))),
+            ("Power of all target effects together", format_number(power.get("power_all_target_effects"))),
+            (f"Subjects for {format_share(power.get('target_power'))} power on each target effect", format_count(power.get("subjects_for_target_power"))),
+        ], caption="The two-sided test's power at this size (normal approximation)."))
+    normal = _mapping(_mapping(truth.get("normal_cohort")).get("overall"))
+    if normal:
+        blocks.append(Heading("Normal cohort against the planted marks"))
+        blocks.append(table_from_records([{"group": key} | _mapping(value) for key, value in normal.items()], [
+            Column("Planted", "group", _title, numeric=False), Column("Series", "series", format_count),
+            Column("Abnormal", "abnormal", format_count), Column("Abnormal share", "abnormal_share", format_share),
+        ], caption="Series judged abnormal by the cohort stage, by their planted status."))
     return blocks
+
+
+def _found(row: dict[str, Any]) -> str:
+    """Whether a planted effect was found: yes/no for a non-zero one, "falsely" for a zero one found significant."""
+    if row.get("falsely_found") is not None:
+        return "falsely" if row.get("falsely_found") else "no (none planted)"
+    return format_value(row.get("recovered"))
 
 
 def _records_table(records: list[dict[str, Any]], caption: str = "", first: str | None = None) -> Table:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from spineage.analysis.figures import (
     lowess_band,
@@ -16,7 +15,6 @@ from spineage.analysis.figures import (
 )
 from spineage.analysis.odds import gap_group_odds_ratios
 from spineage.analysis.settings import SagSettings
-from spineage.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FAST = SagSettings(bootstrap_samples=25)
@@ -46,8 +44,11 @@ def test_the_sag_by_age_and_work_figure_is_a_png(tmp_path: Path) -> None:
     path = plot_sag_by_age_and_work(_table(), FAST, tmp_path / "fig7.png", seed=1)
     assert path.read_bytes().startswith(PNG) and path.stat().st_size > 5000
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
-    with pytest.raises(UserError, match="work"):
-        plot_sag_by_age_and_work(_table().drop(columns="work"), FAST, tmp_path / "none.png", seed=1)
+    # without lifestyle: one group, the curve through every series (the same as the all-False work curve)
+    one = plot_sag_by_age_and_work(_table().drop(columns="work"), FAST, tmp_path / "one.png", seed=1)
+    assert one.read_bytes().startswith(PNG) and one.read_bytes() != path.read_bytes()
+    curves = sag_by_age_and_work_curves(_table().assign(work="unknown"), FAST, seed=1)
+    assert set(curves["demanding"]) == {False}
 
 
 def test_the_bootstrap_band_is_fixed_by_the_seed() -> None:

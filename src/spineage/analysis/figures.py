@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from spineage.analysis.settings import SagSettings
-from spineage.errors import UserError
 
 GRID_POINTS = 60
 """Ages of the common grid the LOWESS curves and their bootstrap bands are evaluated on."""
@@ -158,23 +157,29 @@ def sag_by_age_and_work_curves(table: pd.DataFrame, settings: SagSettings, seed:
 def plot_sag_by_age_and_work(table: pd.DataFrame, settings: SagSettings, path: Path, seed: int) -> Path:
     """Figure 7: SAG against chronological age, coloured by physically demanding work, with LOWESS curves and 95 % bands.
 
+    Without a ``work`` column (no lifestyle table) every series is one group, drawn and labelled as such:
+    the age dependence of the gap is worth seeing either way, and the stage's outputs stay the same files.
+
     Args:
-        table: the analysis table with ``age``, ``sag`` and ``work``.
+        table: the analysis table with ``age``, ``sag`` and (when lifestyle is known) ``work``.
         settings: ``demanding_work``, ``smoothing_frac`` and ``bootstrap_samples``.
         path: the PNG to write.
         seed: the bootstrap's seed (the same seed draws the same bands).
-
-    Raises:
-        UserError: if the table has no ``work`` column (no lifestyle table).
     """
-    if "work" not in table:
-        raise UserError("Expected a work column (from lifestyle.csv) for the SAG-by-age-and-work figure, found none")
     plt = _pyplot()
+    known = "work" in table
+    if known:
+        levels = ", ".join(settings.demanding_work)
+        groups = ((False, "tab:blue", "not demanding"), (True, "tab:red", f"demanding ({levels})"))
+        title = "Spine age gap by age and physically demanding work"
+    else:
+        table = table.assign(work="unknown")  # not a demanding level: one group
+        groups = ((False, "tab:gray", "all series (no lifestyle table: work unknown)"),)
+        title = "Spine age gap by age (no lifestyle table)"
     demanding = demanding_work(table, settings)
     curves = sag_by_age_and_work_curves(table, settings, seed)
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    levels = ", ".join(settings.demanding_work)
-    for flag, colour, name in ((False, "tab:blue", "not demanding"), (True, "tab:red", f"demanding ({levels})")):
+    for flag, colour, name in groups:
         rows = table[demanding == flag]
         ax.scatter(rows["age"], rows["sag"], s=12, alpha=0.45, color=colour, label=f"{name}: n = {len(rows)}")
         curve = curves[curves["demanding"] == flag]
@@ -185,7 +190,7 @@ def plot_sag_by_age_and_work(table: pd.DataFrame, settings: SagSettings, path: P
                                 color=colour, alpha=0.18, lw=0)
     ax.axhline(0.0, color="k", lw=0.8, ls="--")
     ax.set(xlabel="chronological age (years)", ylabel="spine age gap, SAG (years)",
-           title=f"Spine age gap by age and physically demanding work\nLOWESS (frac {settings.smoothing_frac:g}) with "
+           title=f"{title}\nLOWESS (frac {settings.smoothing_frac:g}) with "
                  f"95 % bootstrap band ({settings.bootstrap_samples} resamples)")
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)

@@ -14,14 +14,14 @@ file                        what
 ``associations.md``         the same as Markdown, laid out like the paper's table
 ``odds_ratios.csv``         Figure 6's odds ratios, high against low gap (:mod:`spineage.analysis.odds`)
 ``odds_ratios.png``         Figure 6, the forest plot
-``sag_vs_age_work.png``     Figure 7, SAG by age and physically demanding work (only with lifestyle)
+``sag_vs_age_work.png``     Figure 7, SAG by age and physically demanding work (one group without lifestyle)
 ``multivariable.csv``       the explainability model's terms (:mod:`spineage.analysis.explain`)
 ``metrics.json``            the headline numbers (DVC metrics, flat where they are numbers:
                             ``n_series``, ``n_high``, ``multivariable_adj_r_squared`` …)
 ==========================  ===================================================================
 
-Without a lifestyle table the lifestyle rows, lifestyle terms and Figure 7 are left out and
-``metrics.json`` says so (``lifestyle_present``: false, and a note).
+Without a lifestyle table the lifestyle rows and terms are left out, Figure 7 shows every series as one
+group, and ``metrics.json`` says so (``lifestyle_present``: false, and a note).
 
 Example:
     >>> from spineage.analysis.settings import SagSettings
@@ -152,12 +152,9 @@ def write_sag_analysis(
 
     notes = []
     plot_odds_forest(odds, reports / ODDS_FOREST)
-    if lifestyle is not None:
-        plot_sag_by_age_and_work(table, settings, reports / SAG_BY_AGE_AND_WORK, seed)
-    else:
-        # A figure left by an earlier run with lifestyle would contradict this run's metrics.
-        (reports / SAG_BY_AGE_AND_WORK).unlink(missing_ok=True)
-        notes.append(f"no lifestyle table ({lifestyle_csv}): lifestyle associations, lifestyle terms and {SAG_BY_AGE_AND_WORK} skipped")
+    plot_sag_by_age_and_work(table, settings, reports / SAG_BY_AGE_AND_WORK, seed)
+    if lifestyle is None:
+        notes.append(f"no lifestyle table ({lifestyle_csv}): lifestyle associations and terms skipped; {SAG_BY_AGE_AND_WORK} has one group")
     write_atomic(reports / SERIES, lambda p: table.to_csv(p, index=False, float_format="%.3f"))
     write_atomic(reports / ASSOCIATIONS, lambda p: associations.to_csv(p, index=False, float_format="%.6g"))
     write_atomic(reports / ASSOCIATIONS_MARKDOWN, lambda p: p.write_text(associations_markdown(associations, settings.adjust_for)))

@@ -157,3 +157,33 @@ def test_truth_settings_refuse_bad_values() -> None:
         parse_truth_settings({"alpha": 0.9})
     with pytest.raises(UserError, match="seedd"):
         parse_truth_settings({"seedd": 1})
+
+
+@pytest.mark.slow
+def test_on_a_generated_phantom_strong_effects_are_recovered_and_a_zero_one_is_not_found(tmp_path: Path) -> None:
+    """The generator's own tables (lifestyle.csv, ground_truth.json, sessions) through validate-truth, with a
+    stand-in for the pipeline: the planted biological age read with an error of SD 1.5 years."""
+    from spineage.config import parse_params
+    from spineage.synth.generate import generate_cohort
+
+    effects = {"packs_per_day": 4.0, "alcohol_days_per_week": 0.0, "sedentary_hours_per_day": 0.0, "work_moderate": 0.0,
+               "work_heavy": 3.0, "exercise_moderate": 0.0, "exercise_vigorous": 0.0}
+    synth = parse_params({"synth": {"lifestyle_effects": effects}}).synth
+    raw = tmp_path / "raw"
+    generate_cohort(raw, synth, seed=3, profile="ci", n_subjects=160, workers=1, progress=False)
+    truth = json.loads((raw / "ground_truth.json").read_text())
+    sessions = pd.read_csv(raw / "sessions.csv")
+    mri = sessions[sessions.modality == "mri_t2_sag"].merge(pd.read_csv(raw / "participants.csv"), on="subject_id")
+    bio = mri.series_id.map(truth["series_bio_age"])
+    corrected = bio + np.random.default_rng(0).normal(0, 1.5, len(mri))
+    predictions = mri[["series_id", "subject_id", "age", "sex"]].assign(
+        split="external", predicted_age=mri.age + 0.8 * (corrected - mri.age), corrected_age=corrected, sag=corrected - mri.age)
+    predictions.to_csv(tmp_path / "predictions.csv", index=False)
+
+    result = validate_truth(tmp_path / "predictions.csv", raw, tmp_path / "truth.json", TruthSettings(), all_splits=True)
+    rows = {row["name"]: row for row in result["effects"]}
+    assert result["subjects"] == 160 and result["phantom_seed"] == 3
+    assert rows["packs_per_day"]["recovered"] and rows["work_heavy"]["recovered"]
+    assert rows["packs_per_day"]["ci_low"] <= 4.0 <= rows["packs_per_day"]["ci_high"]
+    assert rows["sedentary_hours_per_day"]["falsely_found"] is False
+    assert result["sag_vs_planted_gap_r"] > 0.8

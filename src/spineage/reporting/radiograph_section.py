@@ -1,0 +1,116 @@
+"""The report's radiograph and DXA VFA section (the VERTE-X branch), handed to the page as an extra section.
+
+From ``reports/radiograph/``: the model's accuracy raw and corrected against the mean-age
+baseline (derivation test and external VFA), the ROC curves with DeLong's test (Figure 1),
+the Kaplan-Meier curves (Figure 2), the Cox tables (Tables 2 and 3) with the
+proportional-hazards check, the explainability regression, FRAX (or why it is absent), and
+for a phantom the planted hazard ratios against the pipeline's and the oracle's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from spineage.reporting.blocks import Column, Heading, Note, Section, Text, figure_from_png, key_value_table, table_from_records
+from spineage.reporting.formatting import format_count, format_estimate, format_number, format_p, format_value
+
+TITLE = "Radiographs and DXA VFA"
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _csv(path: Path) -> list[dict[str, Any]] | None:
+    import pandas as pd
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+    return frame.to_dict("records")
+
+
+def radiograph_section(reports: Path) -> Section:
+    """The section, built from ``reports/radiograph``; a single note when the branch has not run."""
+    folder = Path(reports) / "radiograph"
+    metrics = _json(folder / "metrics.json")
+    if metrics is None:
+        return Section(TITLE, [Note(f"The radiograph branch has not run ({folder}/metrics.json is missing).")])
+    blocks: list = [Heading("Accuracy"), Text(
+        f"EfficientNet with the mean-variance loss; {metrics.get('bias_correction', {}).get('method', '?')} correction fitted on the "
+        f"derivation validation split. Accelerated spine age: an age difference above {format_number(metrics.get('accelerated_threshold'))} y "
+        "(the derivation test set's top tertile).")]
+    rows = []
+    for split in ("test", "external"):
+        figures = metrics.get(split)
+        if isinstance(figures, dict):
+            rows.append({"set": split, "n": figures.get("n"), "raw": figures.get("raw", {}).get("mae"),
+                         "corrected": figures.get("corrected", {}).get("mae"), "baseline": figures.get("baseline_mean_age_mae"),
+                         "r": figures.get("corrected", {}).get("r")})
+    blocks.append(table_from_records(rows, [
+        Column("Set", "set", str, numeric=False), Column("n", "n", format_count), Column("MAE raw (y)", "raw", format_number),
+        Column("MAE corrected (y)", "corrected", format_number), Column("Mean-age baseline MAE (y)", "baseline", format_number),
+        Column("r corrected", "r", format_number),
+    ], caption="Spine age against chronological age."))
+
+    outcomes = folder / "outcomes"
+    blocks.append(Heading("Prevalent fracture and osteoporosis (Figure 1)"))
+    blocks.append(figure_from_png(outcomes / "roc.png", "ROC curves of spine age and chronological age, DeLong's test of the two AUROCs."))
+    roc = _csv(outcomes / "roc.csv")
+    if roc:
+        blocks.append(table_from_records(roc, [
+            Column("Set", "set", str, numeric=False), Column("Condition", "condition", lambda v: str(v).replace("_", " "), numeric=False),
+            Column("Cases / n", lambda r: f"{format_count(r.get('cases'))} / {format_count(r.get('n'))}"),
+            Column("AUROC spine age (95 % CI)", lambda r: format_estimate(r.get("auc_spine_age"), r.get("spine_ci_low"), r.get("spine_ci_high"))),
+            Column("AUROC age (95 % CI)", lambda r: format_estimate(r.get("auc_chronological_age"), r.get("chronological_ci_low"), r.get("chronological_ci_high"))),
+            Column("DeLong p", "delong_p", format_p),
+        ], caption="AUROCs, spine age against chronological age."))
+    blocks.append(Heading("Incident fracture (Figure 2)"))
+    for split in ("test", "external"):
+        blocks.append(figure_from_png(outcomes / f"km_{split}.png", f"Cumulative incidence of any fracture, {split}: age below/above the median x accelerated spine age."))
+    blocks.append(Heading("Cox models per SD of the age difference (Tables 2 and 3)"))
+    cox = _csv(outcomes / "cox.csv")
+    if cox:
+        blocks.append(table_from_records(cox, [
+            Column("Set", "set", str, numeric=False), Column("Outcome", "outcome", str, numeric=False), Column("Model", "model", str, numeric=False),
+            Column("HR per SD (95 % CI)", lambda r: format_estimate(r.get("hr_per_sd"), r.get("ci_low"), r.get("ci_high"))),
+            Column("p", "p", format_p), Column("Events / n", lambda r: f"{format_count(r.get('events'))} / {format_count(r.get('n'))}"),
+            Column("PH check (smallest p)", lambda r: f"{format_value(r.get('ph_ok'))} ({format_p(r.get('ph_p_min'))})", numeric=False),
+        ], caption="Model 1: age, sex; Model 2: + prevalent fracture, diabetes, glucocorticoids, rheumatoid arthritis, BMI; Model 3: + osteoporosis."))
+    else:
+        blocks.append(Note("Cox tables not available."))
+    blocks.append(Heading("What the age difference goes with"))
+    explained = (_json(outcomes / "metrics.json") or {}).get("explained") or {}
+    blocks.append(Text(f"OLS of the age difference on the derivation test set: n {format_count(explained.get('n'))}, adjusted R² {format_number(explained.get('adj_r_squared'))}."))
+    terms = _csv(outcomes / "explained.csv")
+    if terms:
+        blocks.append(table_from_records(terms, [
+            Column("Term", "term", str, numeric=False),
+            Column("Effect (95 % CI)", lambda r: format_estimate(r.get("effect"), r.get("ci_low"), r.get("ci_high"))), Column("p", "p", format_p),
+        ], caption="Supplementary Table 4 analogue."))
+    sets = (_json(outcomes / "metrics.json") or {}).get("sets") or {}
+    blocks.append(Heading("FRAX"))
+    frax = [(name, format_value(values.get("frax", values.get("frax_major")))) for name, values in sets.items() if isinstance(values, dict)]
+    blocks.append(key_value_table(frax, caption="FRAX reclassification (20 % major osteoporotic, 3 % hip).") if frax else Note("FRAX not assessed."))
+    truth = _json(outcomes / "truth_recovery.json")
+    blocks.append(Heading("Planted hazard ratios"))
+    if not truth or not truth.get("planted_truth"):
+        blocks.append(Note("The cohort has no planted truth."))
+    else:
+        blocks.append(Text(f"{truth.get('model')}; {format_count(truth.get('subjects'))} subjects outside train and validation; "
+                           f"r(age difference, planted gap) {format_number(truth.get('age_difference_vs_planted_gap_r'))}. {truth.get('note', '')}."))
+        blocks.append(table_from_records(truth.get("hazards") or [], [
+            Column("Outcome", "outcome", str, numeric=False), Column("Planted HR per SD", "planted_hr_per_sd", format_number),
+            Column("Pipeline (95 % CI)", lambda r: format_estimate(r.get("pipeline_hr_per_sd"), r.get("ci_low"), r.get("ci_high"))),
+            Column("Oracle (95 % CI)", lambda r: format_estimate(r.get("oracle_hr_per_sd"), r.get("oracle_ci_low"), r.get("oracle_ci_high"))),
+            Column("CI holds planted", "ci_holds_planted", format_value, numeric=False), Column("Events", "events", format_count),
+        ], caption="The planted hazard ratio per SD of the spine age gap against the pipeline's and the oracle's (planted gap) Model 1."))
+    return Section(TITLE, blocks)

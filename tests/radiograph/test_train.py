@@ -71,7 +71,7 @@ def test_a_tiny_training_registers_a_candidate_and_the_correction_is_stored(tmp_
     assert len(predictions) == len(read_radiograph_manifest(processed))
     assert predictions.predicted_age.between(20, 100).all()
     client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
-    assert client.get_model_version_by_alias("spine-age-xray", "candidate").version == "1"
+    assert str(client.get_model_version_by_alias("spine-age-xray", "candidate").version) == "1"
 
     result = evaluate_xray_model(tmp_path / "train", tmp_path / "evaluate", TINY)
     table = pd.read_csv(tmp_path / "evaluate" / "predictions.csv")

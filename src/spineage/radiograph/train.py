@@ -248,7 +248,7 @@ def train_xray_model(processed: str | Path, settings: RadiographSettings, out: s
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-                total += float(loss) * len(index)
+                total += float(loss.detach()) * len(index)
                 samples += len(index)
             mae = float(np.mean(np.abs(predict_xray_ages(net, validation) - validation.ages)))
             scheduler.step(mae)

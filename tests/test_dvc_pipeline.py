@@ -62,6 +62,11 @@ PARAMS_SECTIONS_READ: dict[tuple[str, ...], frozenset[str]] = {
     ("validate-truth",): frozenset({"truth"}),
     ("sag",): frozenset({"seed", "sag"}),
     ("report",): frozenset(),
+    ("radiograph", "validate"): frozenset({"validation", "radiograph"}),
+    ("radiograph", "preprocess"): frozenset({"radiograph"}),
+    ("radiograph", "train"): frozenset({"seed", "radiograph"}),
+    ("radiograph", "evaluate"): frozenset({"radiograph"}),
+    ("radiograph", "outcomes"): frozenset(),
 }
 """The params.yaml sections each pipeline command's output depends on (read off the code: the
 loaders each command calls). Every command also checks seed, data, synth and validation through
@@ -449,6 +454,9 @@ ABLATIONS = "pipelines/ablations"
 TRUTH = "pipelines/truth"
 """The truth sub-pipeline's folder (``make truth``)."""
 
+RADIOGRAPH = "pipelines/radiograph"
+"""The radiograph branch's folder (run by ``make repro`` through the report stage's deps)."""
+
 
 @pytest.fixture(scope="module")
 def stages() -> dict[str, dict[str, Any]]:
@@ -496,6 +504,17 @@ def test_every_truth_stage_declares_its_code_files_and_settings() -> None:
     assert not missing, "Expected every imported module among the truth stage's deps, found missing:\n" + _report(missing)
     missing = undeclared_data(truth_stages)
     assert not missing, "Expected every path of a truth stage's cmd among its deps or outs, found missing:\n" + _report(missing)
+
+
+def test_every_radiograph_stage_declares_its_code_files_and_settings() -> None:
+    radiograph_stages = expand_stages(yaml.safe_load((ROOT / RADIOGRAPH / "dvc.yaml").read_text()))
+    commands = _cli(SRC)[1]
+    words = [stage_command(s["cmd"], commands)[0].words for s in radiograph_stages.values()]
+    assert words == [("radiograph", name) for name in ("validate", "preprocess", "train", "evaluate", "outcomes")]
+    missing = undeclared_code(radiograph_stages, wdir=RADIOGRAPH)
+    assert not missing, "Expected every imported module among the radiograph stage's deps, found missing:\n" + _report(missing)
+    missing = undeclared_data(radiograph_stages)
+    assert not missing, "Expected every path of a radiograph stage's cmd among its deps or outs, found missing:\n" + _report(missing)
 
 
 def test_the_ablations_vary_one_factor_at_a_time_and_evaluate_and_tabulate_every_cell(ablation_stages) -> None:

@@ -19,7 +19,9 @@ from spineage.config import (
     parse_validation,
     read_params_mapping,
 )
+from spineage.analysis.settings import SagSettings, parse_sag_settings
 from spineage.analysis.truth_settings import TruthSettings, parse_truth_settings
+from spineage.radiograph.settings import RadiographSettings, parse_radiograph_settings
 from spineage.evaluation.settings import EvaluationSettings, parse_evaluation_settings
 from spineage.findings.stage import FindingsSettings, parse_findings_settings
 from spineage.imaging.preprocess import PreprocessSettings, parse_preprocess_settings
@@ -42,6 +44,8 @@ SECTIONS = {
     "evaluate": (parse_evaluation_settings, EvaluationSettings),
     "validation": (parse_validation, ValidationSettings),
     "truth": (parse_truth_settings, TruthSettings),
+    "sag": (parse_sag_settings, SagSettings),
+    "radiograph": (parse_radiograph_settings, RadiographSettings),
 }
 """Sections parsed by a function of their own, with their settings class."""
 
@@ -67,7 +71,7 @@ def test_seed_data_and_synth_are_the_code_defaults() -> None:
     assert parse_params({}) == Params()
 
 
-@pytest.mark.parametrize("name", ["findings", "preprocess", "segmentation", "train", "validation", "evaluate", "truth"])
+@pytest.mark.parametrize("name", ["findings", "preprocess", "segmentation", "train", "validation", "evaluate", "truth", "sag", "radiograph"])
 def test_params_yaml_spells_out_every_setting(name: str) -> None:
     """Every tunable value is visible in params.yaml, not only in the code."""
     _, settings_class = SECTIONS[name]

@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -39,6 +40,26 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, NumPy scalars as Python ones, tuples as lists (strict JSON has none of them).
+
+    Example:
+        >>> json_ready({"r": float("nan"), "n": (1, 2.5)})
+        {'r': None, 'n': [1, 2.5]}
+    """
+    import math
+
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()  # a NumPy scalar
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
 
 
 def write_json_atomic(path: Path, data: dict) -> Path:

@@ -407,6 +407,95 @@ def evaluate(
     typer.echo(f"wrote {reports}: {result}")
 
 
+radiograph_app = typer.Typer(
+    help="The radiograph and DXA VFA branch (VERTE-X): gate, preprocess, train, evaluate, outcomes.",
+    no_args_is_help=True,
+)
+app.add_typer(radiograph_app, name="radiograph")
+
+
+@radiograph_app.command("validate")
+@user_errors
+def radiograph_validate(
+    raw: Path = typer.Option(Path("data/raw"), help="The raw cohort (sessions.csv: xray_lat and dxa_vfa images; outcomes.csv)."),
+    report: Path = typer.Option(Path("reports/radiograph/validation.json"), help="The gate's result (JSON)."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (validation and radiograph sections)."),
+) -> None:
+    """Gate the radiograph branch's inputs (Great Expectations): images readable and 2D, ages, outcome columns in range."""
+    from spineage.config import load_params
+    from spineage.radiograph.gate import validate_radiograph_cohort
+    from spineage.radiograph.settings import load_radiograph_settings
+
+    result = validate_radiograph_cohort(raw, load_radiograph_settings(params), load_params(params).validation, report)
+    _finish_gate(result, report)
+
+
+@radiograph_app.command("preprocess")
+@user_errors
+def radiograph_preprocess(
+    raw: Path = typer.Option(Path("data/raw"), help="The raw cohort."),
+    out: Path = typer.Option(Path("data/radiograph/processed"), help="Folder for <series_id>.npy and manifest.csv."),
+    reports: Path = typer.Option(Path("reports/radiograph/preprocess"), help="Folder for summary.json."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (radiograph section)."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Equalise, scale, crop the margin, resize keeping the aspect and pad every radiograph and VFA image."""
+    from spineage.radiograph.preprocess import build_radiograph_arrays
+    from spineage.radiograph.settings import load_radiograph_settings
+
+    summary = build_radiograph_arrays(raw, out, reports, load_radiograph_settings(params, set_values or ()))
+    typer.echo(f"wrote {out}: {summary}")
+
+
+@radiograph_app.command("train")
+@user_errors
+def radiograph_train(
+    processed: Path = typer.Option(Path("data/radiograph/processed"), help="The radiograph preprocess folder."),
+    out: Path = typer.Option(Path("models/spine-age-xray"), help="Folder for best.pt and checkpoint.pt."),
+    reports: Path = typer.Option(Path("reports/radiograph/train"), help="Folder for predictions.csv, history.csv, metrics.json."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (seed, radiograph section)."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Train the EfficientNet (mean-variance) on the derivation radiographs; register spine-age-xray@candidate."""
+    from spineage.radiograph.settings import load_radiograph_settings
+    from spineage.radiograph.train import train_xray_model
+
+    metrics = train_xray_model(processed, load_radiograph_settings(params, set_values or ()), out, reports)
+    typer.echo(f"wrote {reports}: test MAE {metrics.get('mae_test', float('nan')):.2f} y, external {metrics.get('mae_external', float('nan')):.2f} y, {metrics['model_uri']}")
+
+
+@radiograph_app.command("evaluate")
+@user_errors
+def radiograph_evaluate(
+    train_reports: Path = typer.Option(Path("reports/radiograph/train"), help="The radiograph training's reports."),
+    reports: Path = typer.Option(Path("reports/radiograph"), help="Folder for predictions.csv and metrics.json."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (radiograph section)."),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Store the correction with the registered version."),
+) -> None:
+    """Fit the bias correction on validation, apply it to every image, store it with the model version."""
+    from spineage.radiograph.evaluate import evaluate_xray_model
+    from spineage.radiograph.settings import load_radiograph_settings
+
+    metrics = evaluate_xray_model(train_reports, reports, load_radiograph_settings(params), log_mlflow=mlflow)
+    typer.echo(f"wrote {reports}: accelerated above {metrics['accelerated_threshold']:+.2f} y")
+
+
+@radiograph_app.command("outcomes")
+@user_errors
+def radiograph_outcomes(
+    predictions: Path = typer.Option(Path("reports/radiograph/predictions.csv"), help="The radiograph evaluation's per-image table."),
+    metrics: Path = typer.Option(Path("reports/radiograph/metrics.json"), help="The radiograph evaluation's metrics (the accelerated threshold)."),
+    raw: Path = typer.Option(Path("data/raw"), help="The raw cohort (outcomes.csv; ground_truth.json for a phantom)."),
+    reports: Path = typer.Option(Path("reports/radiograph/outcomes"), help="Folder for the tables, figures and truth_recovery.json."),
+) -> None:
+    """ROC/DeLong, Kaplan-Meier, Cox (Tables 2 and 3), explainability, FRAX and the planted hazards of the radiograph spine age."""
+    from spineage.radiograph.outcomes import write_radiograph_outcomes
+
+    result = write_radiograph_outcomes(predictions, metrics, raw, reports)
+    sets = ", ".join(f"{name}: {found.get('subjects')} subjects" for name, found in result["sets"].items())
+    typer.echo(f"wrote {reports}: {sets}")
+
+
 @app.command()
 @user_errors
 def sag(
@@ -441,10 +530,11 @@ def report(
         Path("pipelines/truth/reports/truth_recovery.json"), help="`make truth`'s verdict on the external truth cohort (absent: not shown)."
     ),
 ) -> None:
-    """Write the self-contained HTML report: cohort, model, SAG analysis, truth recovery, provenance."""
+    """Write the self-contained HTML report: cohort, model, SAG analysis, truth recovery, the radiograph branch, provenance."""
     from spineage.reporting.html import write_report
+    from spineage.reporting.radiograph_section import radiograph_section
 
-    path = write_report(reports, out, ablations=ablations, external_truth=truth)
+    path = write_report(reports, out, ablations=ablations, external_truth=truth, extra_sections=[radiograph_section(reports)])
     typer.echo(f"wrote {path}")
 
 

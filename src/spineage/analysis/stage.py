@@ -31,11 +31,9 @@ Example:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from spineage.analysis.associations import (
@@ -47,7 +45,7 @@ from spineage.analysis.covariates import analysis_table
 from spineage.analysis.explain import multivariable_gap_model
 from spineage.analysis.odds import gap_group_odds_ratios
 from spineage.analysis.settings import SagSettings
-from spineage.atomic import write_atomic, write_json_atomic
+from spineage.atomic import json_ready, write_atomic, write_json_atomic
 from spineage.errors import UserError
 
 SERIES = "series.csv"
@@ -61,21 +59,6 @@ METRICS = "metrics.json"
 
 MIN_SERIES = 10
 """The fewest series of the analysed splits the stage accepts."""
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN → None, NumPy scalars → Python, recursively (metrics.json is strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(float(value)) else float(value)
-    return value
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
@@ -185,6 +168,6 @@ def write_sag_analysis(
         "seed": seed,
         "settings": settings.as_params(),
     }
-    metrics = _json_safe(metrics)
+    metrics = json_ready(metrics)
     write_json_atomic(reports / METRICS, metrics)
     return metrics

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from spineage.analysis.truth_settings import TruthSettings
-from spineage.atomic import write_json_atomic
+from spineage.atomic import json_ready, write_json_atomic
 from spineage.errors import UserError
 
 TRUTH_FILE = "ground_truth.json"
@@ -284,7 +284,7 @@ def validate_truth(
         **effect_recovery(table, effects, settings),
         "normal_cohort": normal_cohort_agreement(cohort_csv, raw),
     }
-    write_json_atomic(out, _finite(result))
+    write_json_atomic(out, json_ready(result))
     return result
 
 
@@ -310,21 +310,6 @@ def _numeric(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
             raise UserError(f"Expected numbers in column {column}, found {table.loc[bad, column].iloc[0]!r}")
         table[column] = values
     return table
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities as None, numpy scalars as Python numbers (JSON has neither)."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def truth_line(result: dict[str, Any]) -> str:

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spineage.atomic import write_atomic, write_json_atomic
+from spineage.atomic import json_ready, write_atomic, write_json_atomic
 from spineage.errors import UserError
-from spineage.radiograph.train import EXTERNAL, METRICS, PREDICTIONS, TEST
+from spineage.radiograph.train import EXTERNAL, METRICS, TEST
 
 SETS: tuple[str, ...] = (TEST, EXTERNAL)
 DISCRIMINATED: tuple[str, ...] = ("prevalent_vertebral_fracture", "osteoporosis")
@@ -214,13 +214,8 @@ def write_radiograph_outcomes(predictions_csv: str | Path, evaluate_metrics: str
         recovered = planted_hazards_recovered(subject_table(predictions, outcomes, SETS), truth)
     else:
         recovered = {"planted_truth": False, "reason": f"{truth_path} does not exist: not a phantom cohort"}
-    write_json_atomic(reports / TRUTH, _finite(recovered))
+    write_json_atomic(reports / TRUTH, json_ready(recovered))
     metrics["truth_cis_holding_planted"] = recovered.get("cis_holding_planted")
-    write_json_atomic(reports / METRICS, _finite(metrics))
+    write_json_atomic(reports / METRICS, json_ready(metrics))
     return metrics
 
-
-def _finite(value: Any) -> Any:
-    from spineage.analysis.truth import _finite as finite
-
-    return finite(value)

@@ -54,7 +54,7 @@ class RadiographSettings:
         threads: torch threads (0: every core).
     """
 
-    seed: int = 20251121
+    seed: int = 0
     image_shape: tuple[int, int] = (256, 128)
     margin_fraction: float = 0.05
     equalise: bool = True
@@ -73,7 +73,7 @@ class RadiographSettings:
     augment_shift_pixels: int = 4
     augment_intensity: float = 0.05
     bias_correction: str = "beheshti"
-    accelerated_quantile: float = 2.0 / 3.0
+    accelerated_quantile: float = 0.6667
     threads: int = 0
 
     def as_params(self) -> dict[str, Any]:

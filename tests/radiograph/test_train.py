@@ -86,6 +86,20 @@ def test_a_tiny_training_registers_a_candidate_and_the_correction_is_stored(tmp_
     assert result["accelerated_threshold"] == pytest.approx(np.quantile(test.age_difference, 2 / 3), abs=2e-3)
     assert json.loads((tmp_path / "evaluate" / "metrics.json").read_text())["test"]["n"] == len(test)
 
+    # an external cohort scored by the registered version and its stored correction, nothing refitted
+    from spineage.evaluation.bias import BiasCorrection, apply_bias_correction
+    from spineage.radiograph.score import score_radiographs
+    from tests.radiograph.test_preprocess import write_radiograph_cohort
+
+    raw = write_radiograph_cohort(tmp_path / "raw", xrays=12, vfas=3)
+    scored = score_radiographs(raw, tmp_path / "scored", "models:/spine-age-xray@candidate", TINY)
+    table = pd.read_csv(tmp_path / "scored" / "predictions.csv")
+    assert scored["images"] == len(table) == 15 and scored["model_uri"] == "models:/spine-age-xray/1"
+    assert set(table.split) <= {"test", "younger", "external"} and (table.split[table.modality == "dxa_vfa"] == "external").all()
+    assert (table.split[(table.modality == "xray_lat") & (table.age < 40)] == "younger").all()
+    stored = BiasCorrection.from_dict(result["bias_correction"])
+    assert np.allclose(table.corrected_age, apply_bias_correction(stored, table.predicted_age.to_numpy(), table.age.to_numpy()), atol=2e-3)
+
 
 def test_too_few_derivation_subjects_is_a_user_error(tmp_path: Path) -> None:
     manifest = read_radiograph_manifest(write_processed(tmp_path / "processed", n_subjects=8))

@@ -66,6 +66,8 @@ def test_a_tiny_training_registers_a_candidate_and_the_correction_is_stored(tmp_
     processed = write_processed(tmp_path / "processed")
     metrics = train_xray_model(processed, TINY, tmp_path / "model", tmp_path / "train", progress=False)
     assert metrics["model_uri"] == "models:/spine-age-xray/1" and metrics["epochs"] == 2
+    # both baselines beside the network: the images brighten with age, so the pixel ridge beats the mean age
+    assert metrics["ridge_pixels_mae_test"] < metrics["baseline_mae_test"]
     assert (tmp_path / "model" / "best.pt").is_file()
     predictions = pd.read_csv(tmp_path / "train" / "predictions.csv")
     assert len(predictions) == len(read_radiograph_manifest(processed))

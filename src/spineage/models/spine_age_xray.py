@@ -24,6 +24,9 @@ from torch import nn
 
 from spineage.models.losses import expected_age
 
+BATCH_NORM_MOMENTUM = 0.1
+"""PyTorch's default, in place of MONAI's EfficientNet's 0.01 (see :class:`SpineAgeXrayNet`)."""
+
 
 class SpineAgeXrayNet(nn.Module):
     """EfficientNet (MONAI) over one grey channel, one logit per age bin, the age as their expectation.
@@ -52,6 +55,12 @@ class SpineAgeXrayNet(nn.Module):
         self.preprocessing = dict(preprocessing or {})
         self.register_buffer("age_bins", bins)
         self.backbone = EfficientNetBN(self.model_name, pretrained=False, spatial_dims=2, in_channels=1, num_classes=bins.numel())
+        # MONAI keeps TensorFlow's batch-norm decay 0.99 (PyTorch momentum 0.01): the running statistics then lag
+        # the weights for hundreds of steps, and a network trained from scratch on a few hundred images predicts
+        # one constant age in eval mode. PyTorch's default momentum tracks them.
+        for module in self.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = BATCH_NORM_MOMENTUM
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """Ages (years) from the head's logits: the expectation over the bins."""

@@ -31,6 +31,7 @@ COLUMNS: tuple[str, ...] = ("series_id", "subject_id", "modality", "sex", "split
 
 
 def _figures(rows: pd.DataFrame, baseline: float) -> dict[str, Any]:
+    ridge = rows["baseline_ridge_pixels"] if "baseline_ridge_pixels" in rows else None
     raw, corrected = rows["predicted_age"] - rows["age"], rows["age_difference"]
     r = lambda a, b: float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and np.std(a) > 0 and np.std(b) > 0 else None  # noqa: E731
     return {
@@ -38,6 +39,7 @@ def _figures(rows: pd.DataFrame, baseline: float) -> dict[str, Any]:
         "raw": {"mae": float(raw.abs().mean()), "mean_difference": float(raw.mean()), "r": r(rows["predicted_age"], rows["age"])},
         "corrected": {"mae": float(corrected.abs().mean()), "mean_difference": float(corrected.mean()), "r": r(rows["corrected_age"], rows["age"])},
         "baseline_mean_age_mae": float((baseline - rows["age"]).abs().mean()),
+        "baseline_ridge_pixels_mae": float((ridge - rows["age"]).abs().mean()) if ridge is not None else None,
     }
 
 

@@ -55,7 +55,7 @@ class RadiographSettings:
     """
 
     seed: int = 0
-    image_shape: tuple[int, int] = (256, 128)
+    image_shape: tuple[int, int] = (128, 64)
     margin_fraction: float = 0.05
     equalise: bool = True
     derivation_min_age: float = 40.0
@@ -67,8 +67,8 @@ class RadiographSettings:
     learning_rate: float = 0.001
     weight_decay: float = 0.0
     batch_size: int = 16
-    max_epochs: int = 30
-    early_stopping_patience: int = 8
+    max_epochs: int = 40
+    early_stopping_patience: int = 10
     min_epochs: int = 5
     augment_shift_pixels: int = 4
     augment_intensity: float = 0.05

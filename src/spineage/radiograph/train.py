@@ -22,9 +22,10 @@ The network (:class:`~spineage.models.spine_age_xray.SpineAgeXrayNet`) is traine
 the mean-variance loss, Adam, ReduceLROnPlateau and early stopping on the validation MAE,
 light augmentation (shifts, intensity), one seed, float32 with channels_last on a CPU.
 Outputs: ``<out>/best.pt`` and ``checkpoint.pt``; ``<reports>/predictions.csv`` (every
-image: split, age, predicted_age), ``history.csv`` and ``metrics.json`` (MAE per split
-beside the train mean-age baseline); one MLflow run in ``spine-age-xray``, the model
-registered as ``spine-age-xray@candidate``.
+image: split, age, predicted_age, and the pixel-ridge baseline's), ``history.csv`` and
+``metrics.json`` (MAE per split beside two baselines: the train mean age, and a ridge
+regression on the image averaged to 32 x 16 pixels); one MLflow run in ``spine-age-xray``,
+the model registered as ``spine-age-xray@candidate``.
 """
 
 from __future__ import annotations
@@ -134,6 +135,31 @@ def load_images(processed: str | Path, rows: pd.DataFrame, image_shape: tuple[in
         arrays.append(array.astype(np.float16, copy=False))
     stacked = np.stack(arrays) if arrays else np.zeros((0, *image_shape), np.float16)
     return Images(list(rows["series_id"]), rows["age"].to_numpy(np.float32), stacked)
+
+
+PIXEL_GRID: tuple[int, int] = (32, 16)
+"""The area-averaged grid (rows x columns) the pixel-ridge baseline reads."""
+
+PIXEL_RIDGE_ALPHAS: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+"""Its penalties (on 512 standardised pixels, more than the MRI ridge's nine features need)."""
+
+
+def pixel_ridge_baseline(images: Images, table: pd.DataFrame) -> tuple[pd.Series, float]:
+    """Ridge regression of age on each image averaged down to :data:`PIXEL_GRID`: fitted on train, alpha chosen on validation.
+
+    What a linear read of the image's brightness pattern reaches on the same splits, beside the network.
+
+    Returns:
+        The predicted age of every row of ``table`` (same order as ``images``) and the chosen alpha.
+    """
+    import torch
+
+    from spineage.training.baselines import ridge_baseline
+
+    pooled = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(images.images.astype(np.float32))[:, None], PIXEL_GRID)
+    features = pd.DataFrame(pooled.reshape(len(images), -1).numpy(), index=table.index).add_prefix("pixel_")
+    fitted = ridge_baseline(pd.concat([table[["split", "age"]], features], axis=1), list(features.columns), PIXEL_RIDGE_ALPHAS)
+    return fitted.predicted, float(fitted.settings["alpha"])
 
 
 def _augment(batch: Any, settings: RadiographSettings, generator: Any) -> Any:
@@ -269,18 +295,20 @@ def train_xray_model(processed: str | Path, settings: RadiographSettings, out: s
         train_seconds = time.perf_counter() - started
         net.load_state_dict(best_state)
         manifest["predicted_age"] = predict_xray_ages(net, images)
+        manifest["baseline_ridge_pixels"], ridge_alpha = pixel_ridge_baseline(images, manifest)
         baseline = float(train_ages.mean())
         metrics: dict[str, Any] = {
             "model": settings.model, "image_shape": list(settings.image_shape), "best_epoch": best_epoch + 1, "epochs": len(history),
             "train_seconds": round(train_seconds, 1), "samples_per_second": samples / max(train_seconds, 1e-9),
             "images": {name: int((manifest["split"] == name).sum()) for name in (*SCORED_SPLITS, EXTERNAL_SEEN, YOUNGER)},
-            "baseline_mean_age": baseline,
+            "baseline_mean_age": baseline, "baseline_ridge_pixels_alpha": ridge_alpha,
         }
         for name in SCORED_SPLITS:
             rows = manifest[manifest["split"] == name]
             if len(rows):
                 metrics[f"mae_{name}"] = float(np.mean(np.abs(rows["predicted_age"] - rows["age"])))
                 metrics[f"baseline_mae_{name}"] = float(np.mean(np.abs(baseline - rows["age"])))
+                metrics[f"ridge_pixels_mae_{name}"] = float(np.mean(np.abs(rows["baseline_ridge_pixels"] - rows["age"])))
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)})
         metrics["run_id"] = run.info.run_id
         metrics["git_commit"] = git_commit()
@@ -294,7 +322,7 @@ def train_xray_model(processed: str | Path, settings: RadiographSettings, out: s
                                              description=f"Spine age {settings.model} (mean-variance) on {list(shape)} radiographs")
             metrics["model_uri"] = f"models:/{MODEL_NAME}/{version.version}"
     reports.mkdir(parents=True, exist_ok=True)
-    columns = ["series_id", "subject_id", "modality", "sex", "split", "age", "predicted_age"]
+    columns = ["series_id", "subject_id", "modality", "sex", "split", "age", "predicted_age", "baseline_ridge_pixels"]
     write_atomic(reports / PREDICTIONS, lambda p: manifest[columns].to_csv(p, index=False, float_format="%.3f"))
     write_atomic(reports / HISTORY, lambda p: pd.DataFrame(history).to_csv(p, index=False, float_format="%.5g"))
     write_json_atomic(reports / METRICS, metrics)

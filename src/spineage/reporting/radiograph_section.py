@@ -54,10 +54,12 @@ def radiograph_section(reports: Path) -> Section:
         if isinstance(figures, dict):
             rows.append({"set": split, "n": figures.get("n"), "raw": figures.get("raw", {}).get("mae"),
                          "corrected": figures.get("corrected", {}).get("mae"), "baseline": figures.get("baseline_mean_age_mae"),
+                         "ridge": figures.get("baseline_ridge_pixels_mae"),
                          "r": figures.get("corrected", {}).get("r")})
     blocks.append(table_from_records(rows, [
         Column("Set", "set", str, numeric=False), Column("n", "n", format_count), Column("MAE raw (y)", "raw", format_number),
         Column("MAE corrected (y)", "corrected", format_number), Column("Mean-age baseline MAE (y)", "baseline", format_number),
+        Column("Pixel-ridge baseline MAE (y)", "ridge", format_number),
         Column("r corrected", "r", format_number),
     ], caption="Spine age against chronological age."))
 

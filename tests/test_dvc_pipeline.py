@@ -67,6 +67,7 @@ PARAMS_SECTIONS_READ: dict[tuple[str, ...], frozenset[str]] = {
     ("radiograph", "train"): frozenset({"seed", "radiograph"}),
     ("radiograph", "evaluate"): frozenset({"radiograph"}),
     ("radiograph", "outcomes"): frozenset(),
+    ("radiograph", "score"): frozenset({"radiograph"}),
 }
 """The params.yaml sections each pipeline command's output depends on (read off the code: the
 loaders each command calls). Every command also checks seed, data, synth and validation through
@@ -499,7 +500,8 @@ def test_every_ablation_stage_declares_its_code_files_and_settings(ablation_stag
 def test_every_truth_stage_declares_its_code_files_and_settings() -> None:
     truth_stages = expand_stages(yaml.safe_load((ROOT / TRUTH / "dvc.yaml").read_text()))
     commands = _cli(SRC)[1]
-    assert [stage_command(s["cmd"], commands)[0].words for s in truth_stages.values()] == [("truth-cohort",), ("score",), ("validate-truth",)]
+    assert [stage_command(s["cmd"], commands)[0].words for s in truth_stages.values()] == [
+        ("truth-cohort",), ("score",), ("validate-truth",), ("radiograph", "score"), ("radiograph", "outcomes")]
     missing = undeclared_code(truth_stages, wdir=TRUTH)
     assert not missing, "Expected every imported module among the truth stage's deps, found missing:\n" + _report(missing)
     missing = undeclared_data(truth_stages)

@@ -496,6 +496,25 @@ def radiograph_outcomes(
     typer.echo(f"wrote {reports}: {sets}")
 
 
+@radiograph_app.command("score")
+@user_errors
+def radiograph_score(
+    raw: Path = typer.Option(..., help="The raw cohort to score: every xray_lat and dxa_vfa image of its sessions.csv."),
+    out: Path = typer.Option(..., help="Folder for processed/, predictions.csv and metrics.json."),
+    model: Optional[str] = typer.Option(
+        None, help="A registered radiograph model URI (default: models:/spine-age-xray@production, else @candidate)."
+    ),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (radiograph section: preprocessing, derivation age)."),
+) -> None:
+    """Score every radiograph and VFA image of a raw cohort with a registered model and its stored correction."""
+    from spineage.radiograph.score import score_radiographs
+    from spineage.radiograph.settings import load_radiograph_settings
+    from spineage.registry.tracking import resolve_model_uri
+
+    metrics = score_radiographs(raw, out, model or resolve_model_uri("spine-age-xray"), load_radiograph_settings(params))
+    typer.echo(f"wrote {out}: {metrics['images']} images scored by {metrics['model_uri']} (MAE corrected {metrics['mae_corrected']:.2f} y)")
+
+
 @app.command()
 @user_errors
 def sag(

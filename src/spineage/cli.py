@@ -509,8 +509,9 @@ def radiograph_score(
     """Score every radiograph and VFA image of a raw cohort with a registered model and its stored correction."""
     from spineage.radiograph.score import score_radiographs
     from spineage.radiograph.settings import load_radiograph_settings
-    from spineage.registry.tracking import resolve_model_uri
+    from spineage.registry.tracking import configure_mlflow, resolve_model_uri
 
+    configure_mlflow()
     metrics = score_radiographs(raw, out, model or resolve_model_uri("spine-age-xray"), load_radiograph_settings(params))
     typer.echo(f"wrote {out}: {metrics['images']} images scored by {metrics['model_uri']} (MAE corrected {metrics['mae_corrected']:.2f} y)")
 
@@ -590,8 +591,9 @@ def score(
     """Score a whole raw cohort with a registered model and its stored bias correction (an external test set)."""
     from spineage.evaluation.external import score_cohort
     from spineage.imaging.preprocess import load_preprocess_settings
-    from spineage.registry.tracking import resolve_model_uri
+    from spineage.registry.tracking import configure_mlflow, resolve_model_uri
 
+    configure_mlflow()
     uri = model or resolve_model_uri("spine-age-mri")
     result = score_cohort(raw, out, uri, load_preprocess_settings(params, set_values or ()), workers=workers)
     typer.echo(f"wrote {out}: {result}")

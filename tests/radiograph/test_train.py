@@ -101,6 +101,15 @@ def test_a_tiny_training_registers_a_candidate_and_the_correction_is_stored(tmp_
     assert (table.split[(table.modality == "xray_lat") & (table.age < 40)] == "younger").all()
     stored = BiasCorrection.from_dict(result["bias_correction"])
     assert np.allclose(table.corrected_age, apply_bias_correction(stored, table.predicted_age.to_numpy(), table.age.to_numpy()), atol=2e-3)
+    # the command finds the candidate in the configured store by itself (no --model)
+    from typer.testing import CliRunner
+
+    from spineage.cli import app
+
+    outcome = CliRunner().invoke(app, ["radiograph", "score", "--raw", str(raw), "--out", str(tmp_path / "cli"),
+                                       "--params", str(Path(__file__).parents[2] / "params.yaml")])
+    assert outcome.exit_code == 0, outcome.output
+    assert "models:/spine-age-xray/1" in outcome.output and (tmp_path / "cli" / "predictions.csv").is_file()
 
 
 def test_too_few_derivation_subjects_is_a_user_error(tmp_path: Path) -> None:

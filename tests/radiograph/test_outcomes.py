@@ -78,3 +78,14 @@ def test_a_missing_input_is_a_one_line_user_error(tmp_path: Path) -> None:
     (raw / "outcomes.csv").write_text(pd.read_csv(raw / "outcomes.csv").assign(followup_years=-1.0).to_csv(index=False))
     with pytest.raises(UserError):
         write_radiograph_outcomes(predictions, metrics_json, raw, tmp_path / "out")
+
+
+def test_a_model_that_predicts_one_age_gets_notes_not_a_crash(tmp_path: Path) -> None:
+    predictions, metrics_json, raw = write_inputs(tmp_path, n=90)
+    table = pd.read_csv(predictions)
+    table["corrected_age"], table["age_difference"] = table["age"], 0.0  # Beheshti's correction of a constant prediction
+    table.to_csv(predictions, index=False)
+    metrics = write_radiograph_outcomes(predictions, metrics_json, raw, tmp_path / "out")
+    assert "does not vary" in metrics["sets"]["test"]["note"]
+    truth = json.loads((tmp_path / "out" / "truth_recovery.json").read_text())
+    assert truth["hazards"] == [] and "does not vary" in truth["note"]

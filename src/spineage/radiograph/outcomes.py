@@ -46,6 +46,13 @@ PLANTED_HAZARDS: dict[str, str] = {
 """Each Cox outcome's planted hazard ratio per SD of the spine age gap in ground_truth.json's outcome_effects."""
 
 
+NO_SPREAD = "the age difference does not vary (the model predicts one age): nothing to relate to outcomes"
+
+
+def _varies(values: pd.Series) -> bool:
+    return bool(np.nanstd(values.to_numpy(float)) > 1e-9)
+
+
 def subject_table(predictions: pd.DataFrame, outcomes: pd.DataFrame, split: str | tuple[str, ...]) -> pd.DataFrame:
     """One row per subject of ``split`` (the first image), with the outcome columns of :func:`fracture_outcomes`.
 
@@ -114,6 +121,9 @@ def planted_hazards_recovered(table: pd.DataFrame, truth: dict[str, Any]) -> dic
     table = table.assign(planted_gap=table["subject_id"].map(bio) - table["age"])
     table = table.dropna(subset=["planted_gap"])
     effects = truth.get("outcome_effects") or {}
+    if len(table) < 10 or not _varies(table["age_difference"]):
+        return {"planted_truth": True, "subjects": int(len(table)), "hazards": [], "cis_holding_planted": 0, "planted_hazards": 0,
+                "note": NO_SPREAD if len(table) >= 10 else "fewer than 10 subjects: not assessed"}
     rows = []
     for outcome, (time, event) in {**FRACTURE_OUTCOMES, **MORTALITY_OUTCOMES}.items():
         planted = effects.get(PLANTED_HAZARDS[outcome])
@@ -181,6 +191,9 @@ def write_radiograph_outcomes(predictions_csv: str | Path, evaluate_metrics: str
         roc += rows
         if found:
             curves[set_name] = found
+        if not _varies(table["age_difference"]):
+            metrics["sets"][set_name] = {"subjects": int(len(table)), "note": NO_SPREAD}
+            continue
         median = float(table["age"].median())
         table["km_group"] = km_groups(table, median, threshold)
         failure = kaplan_meier_failure(table, "time_fracture", "event_any_fracture", "km_group")

@@ -554,7 +554,8 @@ def report(
     from spineage.reporting.html import write_report
     from spineage.reporting.radiograph_section import radiograph_section
 
-    path = write_report(reports, out, ablations=ablations, external_truth=truth, extra_sections=[radiograph_section(reports)])
+    hazards = truth.parent / "radiograph" / "truth_recovery.json" if truth is not None else None
+    path = write_report(reports, out, ablations=ablations, external_truth=truth, extra_sections=[radiograph_section(reports, hazards)])
     typer.echo(f"wrote {path}")
 
 

@@ -26,18 +26,24 @@ def test_the_radiograph_section_shows_accuracy_roc_km_cox_and_the_planted_hazard
         "test": {"n": 200, "raw": {"mae": 3.1}, "corrected": {"mae": 2.9, "r": 0.93}, "baseline_mean_age_mae": 11.2},
         "external": {"n": 150, "raw": {"mae": 3.9}, "corrected": {"mae": 3.4, "r": 0.71}, "baseline_mean_age_mae": 5.1},
     }))
-    page = gather_report(reports, extra_sections=[radiograph_section(reports)])
+    external = tmp_path / "truth" / "truth_recovery.json"
+    external.parent.mkdir()
+    external.write_text(json.dumps({"planted_truth": True, "subjects": 3036, "model": "Cox", "hazards": [
+        {"outcome": "death (truth cohort)", "planted_hr_per_sd": 1.31, "pipeline_hr_per_sd": 0.93, "ci_low": 0.77, "ci_high": 1.13,
+         "ci_holds_planted": False, "events": 208}]}))
+    page = gather_report(reports, extra_sections=[radiograph_section(reports, external)])
     text = render_report(page)
     parsed = parse_page_text(tmp_path, text)
     assert "Radiographs and DXA VFA" in text and "11.2" in parsed.cells and "2.90" in parsed.cells
     for heading in ("Prevalent fracture and osteoporosis (Figure 1)", "Incident fracture (Figure 2)", "Planted hazard ratios"):
         assert heading in text
     assert "vertebral fracture" in parsed.cells and "model 3" in parsed.cells
+    assert "death (truth cohort)" in parsed.cells and "3,036 subjects of the truth cohort" in text
     assert text.count("data:image/png;base64,") >= 3 + 3  # roc and the two KM figures beside the MRI figures
 
 
 def test_without_the_branch_the_section_says_so(tmp_path: Path) -> None:
-    section = radiograph_section(tmp_path)
+    section = radiograph_section(tmp_path, tmp_path / "absent.json")
     assert "has not run" in section.blocks[0].text
 
 

@@ -38,8 +38,14 @@ def _csv(path: Path) -> list[dict[str, Any]] | None:
     return frame.to_dict("records")
 
 
-def radiograph_section(reports: Path) -> Section:
-    """The section, built from ``reports/radiograph``; a single note when the branch has not run."""
+def radiograph_section(reports: Path, external_hazards: Path | None = None) -> Section:
+    """The section, built from ``reports/radiograph``; a single note when the branch has not run.
+
+    Args:
+        reports: the ``reports/`` folder.
+        external_hazards: ``make truth``'s radiograph truth_recovery.json (the truth cohort's planted hazards);
+            None or absent: "not run".
+    """
     folder = Path(reports) / "radiograph"
     metrics = _json(folder / "metrics.json")
     if metrics is None:
@@ -102,17 +108,25 @@ def radiograph_section(reports: Path) -> Section:
     blocks.append(Heading("FRAX"))
     frax = [(name, format_value(values.get("frax", values.get("frax_major")))) for name, values in sets.items() if isinstance(values, dict)]
     blocks.append(key_value_table(frax, caption="FRAX reclassification (20 % major osteoporotic, 3 % hip).") if frax else Note("FRAX not assessed."))
-    truth = _json(outcomes / "truth_recovery.json")
     blocks.append(Heading("Planted hazard ratios"))
+    blocks += _hazard_blocks(_json(outcomes / "truth_recovery.json"), "outside train and validation")
+    blocks.append(Heading("Planted hazard ratios on the external truth cohort (make truth)"))
+    found = _json(Path(external_hazards)) if external_hazards is not None else None
+    blocks += _hazard_blocks(found, "of the truth cohort") if found else [Note("Not run: `make truth` scores the truth cohort's radiographs too.")]
+    return Section(TITLE, blocks)
+
+
+def _hazard_blocks(truth: dict[str, Any] | None, whose: str) -> list:
+    """The planted hazard ratios of one truth_recovery.json beside the pipeline's and the oracle's."""
     if not truth or not truth.get("planted_truth"):
-        blocks.append(Note("The cohort has no planted truth."))
-    else:
-        blocks.append(Text(f"{truth.get('model')}; {format_count(truth.get('subjects'))} subjects outside train and validation; "
-                           f"r(age difference, planted gap) {format_number(truth.get('age_difference_vs_planted_gap_r'))}. {truth.get('note', '')}."))
-        blocks.append(table_from_records(truth.get("hazards") or [], [
+        return [Note("The cohort has no planted truth.")]
+    return [
+        Text(f"{truth.get('model', '')}; {format_count(truth.get('subjects'))} subjects {whose}; r(age difference, planted gap) "
+             f"{format_number(truth.get('age_difference_vs_planted_gap_r'))}. {truth.get('note', '')}."),
+        table_from_records(truth.get("hazards") or [], [
             Column("Outcome", "outcome", str, numeric=False), Column("Planted HR per SD", "planted_hr_per_sd", format_number),
             Column("Pipeline (95 % CI)", lambda r: format_estimate(r.get("pipeline_hr_per_sd"), r.get("ci_low"), r.get("ci_high"))),
             Column("Oracle (95 % CI)", lambda r: format_estimate(r.get("oracle_hr_per_sd"), r.get("oracle_ci_low"), r.get("oracle_ci_high"))),
             Column("CI holds planted", "ci_holds_planted", format_value, numeric=False), Column("Events", "events", format_count),
-        ], caption="The planted hazard ratio per SD of the spine age gap against the pipeline's and the oracle's (planted gap) Model 1."))
-    return Section(TITLE, blocks)
+        ], caption="The planted hazard ratio per SD of the spine age gap against the pipeline's and the oracle's (planted gap) Model 1."),
+    ]

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spineage.atomic import write_atomic, write_json_atomic
+from spineage.atomic import json_ready, write_atomic, write_json_atomic
 from spineage.cohort.splits import (
     FULL_TEST_ABNORMAL,
     FULL_TEST_SPLITS,
@@ -151,21 +151,6 @@ class EvaluationResult:
 
 def _fmt(value: Any) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN → None, NumPy scalars → Python, recursively (metrics.json is strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(float(value)) else float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 # --------------------------------------------------------------------------- inputs
@@ -532,9 +517,9 @@ def evaluate_spine_age(
         tags = {**correction.as_tags(), **{f"{NORMATIVE_TAG_PREFIX}{k}": str(v) for k, v in normative.as_dict().items()}}
         if cross_validation:
             tags[f"{BIAS_TAG_PREFIX}folds"] = str(settings.cv_folds)
-        log_to_candidate(str(run_id), str(model_uri), _json_safe(metrics), tags)
+        log_to_candidate(str(run_id), str(model_uri), json_ready(metrics), tags)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
-    metrics = _json_safe(metrics)
+    metrics = json_ready(metrics)
     write_json_atomic(reports_dir / METRICS, metrics)
     return EvaluationResult(metrics)
 

@@ -620,6 +620,40 @@ def validate_truth(
     typer.echo(truth_line(result))
 
 
+@app.command()
+@user_errors
+def models(
+    model: Optional[list[str]] = typer.Option(None, "--model", help="A registered model to list (repeatable; default: spine-age-mri and spine-age-xray)."),
+) -> None:
+    """List the registered spine-age versions with their aliases, key metrics, data version and run."""
+    from spineage.registry.promotion import MODEL_NAMES, format_model_table, list_model_versions
+    from spineage.registry.tracking import configure_mlflow
+
+    configure_mlflow()
+    typer.echo(format_model_table(list_model_versions(tuple(model) if model else MODEL_NAMES)))
+
+
+@app.command()
+@user_errors
+def promote(
+    model: str = typer.Option("spine-age-mri", help="The registered model."),
+    version: Optional[int] = typer.Option(None, help="The version to promote (default: the candidate)."),
+    force: bool = typer.Option(False, "--force", help="Promote even when the gate refuses (needs --reason)."),
+    reason: Optional[str] = typer.Option(None, help="Why a forced promotion is right (recorded on the version)."),
+    rollback: bool = typer.Option(False, "--rollback", help="Return production to the version that held it before."),
+) -> None:
+    """Move the production alias to a version whose corrected test WMAE is no worse than production's (a person's step, never a stage)."""
+    from spineage.registry.promotion import promote as promote_version
+    from spineage.registry.promotion import rollback as roll_back
+    from spineage.registry.tracking import configure_mlflow
+
+    if rollback and (version is not None or force):
+        raise UserError("Expected --rollback alone, found it with --version or --force: a rollback returns to the previous production version")
+    configure_mlflow()
+    result = roll_back(model) if rollback else promote_version(model, version, force=force, reason=reason)
+    typer.echo(str(result))
+
+
 @app.command("ablation-table")
 @user_errors
 def ablation_table(

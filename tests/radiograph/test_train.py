@@ -83,6 +83,9 @@ def test_a_tiny_training_registers_a_candidate_and_the_correction_is_stored(tmp_
     validation = table[table.split == "validation"]
     assert abs(np.polyfit(validation.age, validation.age_difference, 1)[0]) < 1e-3
     tags = client.get_model_version("spine-age-xray", "1").tags
+    assert tags["data_manifest_sha256"] == metrics["data_version"]["manifest_sha256"]
+    run_metrics = client.get_run(metrics["run_id"]).data.metrics
+    assert run_metrics["eval_test_corrected_mae"] == pytest.approx(result["test"]["corrected"]["mae"])
     assert tags["bias_correction_method"] == "beheshti" and float(tags["bias_correction_slope"]) == pytest.approx(result["bias_correction"]["slope"])
     test = table[table.split == "test"]
     assert result["accelerated_threshold"] == pytest.approx(np.quantile(test.age_difference, 2 / 3), abs=2e-3)

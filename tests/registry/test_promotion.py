@@ -316,3 +316,21 @@ def test_a_production_alias_set_by_hand_enters_the_history(client) -> None:
     assert promote(MRI).previous_version == by_hand
     assert _history(client) == f"{by_hand},{second}"
     assert rollback(MRI).version == by_hand and _production(client) == by_hand
+
+
+def test_the_commands_promote_list_and_refuse_in_one_line(client) -> None:
+    from typer.testing import CliRunner
+
+    from spineage.cli import app
+
+    runner = CliRunner()
+    first = _mri(client, 3.0)
+    assert runner.invoke(app, ["promote"]).exit_code == 0
+    assert _production(client) == first
+    worse = _mri(client, 3.5)
+    refused = runner.invoke(app, ["promote", "--version", worse])
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1 and "3.5" in refused.output
+    both = runner.invoke(app, ["promote", "--rollback", "--version", first])
+    assert both.exit_code == 2 and "--rollback alone" in both.output
+    listed = runner.invoke(app, ["models"])
+    assert listed.exit_code == 0 and "production" in listed.output and "spine-age-mri" in listed.output

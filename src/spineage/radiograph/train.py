@@ -244,7 +244,9 @@ def train_xray_model(processed: str | Path, settings: RadiographSettings, out: s
     validation = Images([images.series_ids[i] for i in by_split[VALIDATION]], images.ages[by_split[VALIDATION]], images.images[by_split[VALIDATION]])
 
     from spineage.registry.tracking import configure_mlflow, log_torch_module, register_model_version
-    from spineage.training.stage import git_commit
+    from spineage.training.stage import data_version, git_commit
+
+    version_of_data = data_version(processed)  # the promotion gate compares versions on the same test split by it
 
     configure_mlflow(EXPERIMENT)
     import mlflow
@@ -258,7 +260,8 @@ def train_xray_model(processed: str | Path, settings: RadiographSettings, out: s
 
         epochs = tqdm(epochs, desc="training", unit="epoch")
     with mlflow.start_run(run_name=f"{settings.model} mean_variance on {len(by_split[TRAIN])} radiographs") as run:
-        mlflow.log_params({**settings.as_params(), "train_images": len(by_split[TRAIN]), "validation_images": len(validation)})
+        mlflow.log_params({**settings.as_params(), "train_images": len(by_split[TRAIN]), "validation_images": len(validation),
+                           **{f"data_{key}": value for key, value in version_of_data.items()}})
         for epoch in epochs:
             net.train()
             generator = torch.Generator().manual_seed(settings.seed * 1000 + epoch)
@@ -312,13 +315,16 @@ def train_xray_model(processed: str | Path, settings: RadiographSettings, out: s
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)})
         metrics["run_id"] = run.info.run_id
         metrics["git_commit"] = git_commit()
+        metrics["data_version"] = version_of_data
         metrics["model_uri"] = ""
         if register:
             shape = settings.image_shape
             info = log_torch_module(net.eval(), input_shape=(-1, 1, *shape), output_shape=(-1,), example_shape=(1, 1, *shape),
                                     packages=("torch", "numpy", "cloudpickle", "monai"),
                                     metadata={"image_shape": list(shape), "output": "spine age (years)", "needs": "the spineage package"})
-            version = register_model_version(info, MODEL_NAME, tags={"test_mae": f"{metrics.get('mae_test', math.nan):.3f}", "git_commit": metrics["git_commit"]},
+            tags = {"test_mae": f"{metrics.get('mae_test', math.nan):.3f}", "git_commit": metrics["git_commit"],
+                    **{f"data_{key}": value for key, value in version_of_data.items()}}
+            version = register_model_version(info, MODEL_NAME, tags=tags,
                                              description=f"Spine age {settings.model} (mean-variance) on {list(shape)} radiographs")
             metrics["model_uri"] = f"models:/{MODEL_NAME}/{version.version}"
     reports.mkdir(parents=True, exist_ok=True)

@@ -54,15 +54,19 @@ def _varies(values: pd.Series) -> bool:
 
 
 def subject_table(predictions: pd.DataFrame, outcomes: pd.DataFrame, split: str | tuple[str, ...]) -> pd.DataFrame:
-    """One row per subject of ``split`` (the first image), with the outcome columns of :func:`fracture_outcomes`.
+    """One row per subject of ``split``, with the outcome columns of :func:`fracture_outcomes`.
+
+    A subject with several images keeps one from the first of ``split`` it has (the derivation
+    radiograph before the VFA image), then the earliest.
 
     Raises:
         UserError: for a bad outcomes table (see :func:`spineage.analysis.survival.fracture_outcomes`).
     """
     from spineage.analysis.survival import fracture_outcomes
 
-    splits = (split,) if isinstance(split, str) else split
-    rows = predictions[predictions["split"].isin(splits)].sort_values(["subject_id", "age", "series_id"]).drop_duplicates("subject_id")
+    splits = (split,) if isinstance(split, str) else tuple(split)
+    rows = predictions[predictions["split"].isin(splits)].assign(_order=lambda t: t["split"].map(splits.index))
+    rows = rows.sort_values(["subject_id", "_order", "age", "series_id"]).drop_duplicates("subject_id").drop(columns="_order")
     table = rows.merge(fracture_outcomes(outcomes), on="subject_id", how="inner", suffixes=("", "_outcomes"))
     return table.reset_index(drop=True)
 

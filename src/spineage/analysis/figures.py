@@ -15,33 +15,13 @@ import numpy as np
 import pandas as pd
 
 from spineage.analysis.settings import SagSettings
+from spineage.plotting import headless_pyplot, save_figure
 
 GRID_POINTS = 60
 """Ages of the common grid the LOWESS curves and their bootstrap bands are evaluated on."""
 
 MIN_CURVE_SERIES = 5
 """A work group with fewer series is drawn as points only."""
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from spineage.atomic import write_atomic
-
-    try:
-        fig.tight_layout()
-        return write_atomic(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
 
 
 def plot_odds_forest(odds: pd.DataFrame, path: Path, *, high_gap_years: float | None = None, low_gap_years: float | None = None) -> Path:
@@ -55,7 +35,7 @@ def plot_odds_forest(odds: pd.DataFrame, path: Path, *, high_gap_years: float | 
         high_gap_years: the high group's threshold for the title (default: ``odds.attrs``).
         low_gap_years: the low group's threshold for the title (default: ``odds.attrs``).
     """
-    plt = _pyplot()
+    plt = headless_pyplot()
     high = odds.attrs.get("high_gap_years") if high_gap_years is None else high_gap_years
     low = odds.attrs.get("low_gap_years") if low_gap_years is None else low_gap_years
     n_high = int(odds["n_high"].iloc[0]) if len(odds) else 0
@@ -85,7 +65,7 @@ def plot_odds_forest(odds: pd.DataFrame, path: Path, *, high_gap_years: float | 
         ax.text(0.5, 0.5, "no finding with an estimable odds ratio", ha="center", va="center", transform=ax.transAxes)
         ax.set_yticks([])
     ax.set_xlabel("odds ratio (95 % CI, log scale); red: Fisher p < 0.05")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def lowess_band(age: np.ndarray, sag: np.ndarray, grid: np.ndarray, frac: float, samples: int,
@@ -166,7 +146,7 @@ def plot_sag_by_age_and_work(table: pd.DataFrame, settings: SagSettings, path: P
         path: the PNG to write.
         seed: the bootstrap's seed (the same seed draws the same bands).
     """
-    plt = _pyplot()
+    plt = headless_pyplot()
     known = "work" in table
     if known:
         levels = ", ".join(settings.demanding_work)
@@ -193,4 +173,4 @@ def plot_sag_by_age_and_work(table: pd.DataFrame, settings: SagSettings, path: P
            title=f"{title}\nLOWESS (frac {settings.smoothing_frac:g}) with "
                  f"95 % bootstrap band ({settings.bootstrap_samples} resamples)")
     ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spineage.analysis.figures import _pyplot, _save
+from spineage.plotting import headless_pyplot, save_figure
 
 RISK_TABLE_TICKS = 6
 """About how many times the risk table (and the time axis) shows."""
@@ -99,7 +99,7 @@ def plot_kaplan_meier(curves: pd.DataFrame, hazard_ratios: pd.DataFrame | None, 
     """
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = headless_pyplot()
     groups = list(dict.fromkeys(curves["group"])) if len(curves) else []
     fig, (ax, risk) = plt.subplots(2, 1, figsize=(9, 6.5 + 0.2 * len(groups)), sharex=True,
                                    gridspec_kw={"height_ratios": [4, 0.6 + 0.3 * max(len(groups), 1)]})
@@ -107,7 +107,7 @@ def plot_kaplan_meier(curves: pd.DataFrame, hazard_ratios: pd.DataFrame | None, 
     if not groups:
         ax.text(0.5, 0.5, "no subjects to draw", ha="center", va="center", transform=ax.transAxes)
         risk.set_axis_off()
-        return _save(fig, path)
+        return save_figure(fig, path)
     end = float(curves["time"].max()) or 1.0
     for i, group in enumerate(groups):
         curve = curves[curves["group"] == group].sort_values("time")
@@ -142,4 +142,4 @@ def plot_kaplan_meier(curves: pd.DataFrame, hazard_ratios: pd.DataFrame | None, 
         risk.spines[side].set_visible(False)
     risk.set_title("number at risk", fontsize=8, loc="left")
     risk.set_xlabel("years of follow-up")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spineage.atomic import write_atomic
+from spineage.plotting import headless_pyplot, save_figure
 
 SPLIT_COLOURS: dict[str, str] = {
     "test": "tab:blue", "full_test_abnormal": "tab:red", "full_test_other": "tab:grey",
@@ -23,27 +23,12 @@ SPLIT_COLOURS: dict[str, str] = {
 
 
 def _save(fig, out: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    try:
-        fig.tight_layout()
-        return write_atomic(Path(out), lambda p: fig.savefig(p, dpi=90, format="png"))
-    finally:
-        plt.close(fig)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return save_figure(fig, out, dpi=90)
 
 
 def render_predicted_vs_age(table: pd.DataFrame, out: Path, splits: tuple[str, ...] = ("test", "full_test_abnormal", "full_test_other")) -> Path:
     """Predicted (left) and bias-corrected (right) spine age against chronological age, with the identity line."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     shown = table[table["split"].isin(splits)]
     low = float(np.nanmin(shown[["age", "predicted_age", "corrected_age"]].to_numpy())) - 2 if len(shown) else 0.0
     high = float(np.nanmax(shown[["age", "predicted_age", "corrected_age"]].to_numpy())) + 2 if len(shown) else 1.0
@@ -67,7 +52,7 @@ def render_error_by_bracket_sex(by_group: pd.DataFrame, out: Path) -> Path:
         by_group: rows with ``set``, ``bracket``, ``sex``, ``raw_mae`` and ``corrected_mae``.
         out: the PNG to write.
     """
-    plt = _pyplot()
+    plt = headless_pyplot()
     sets = list(dict.fromkeys(by_group["set"]))
     fig, axes = plt.subplots(1, max(len(sets), 1), figsize=(6 * max(len(sets), 1), 4), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], sets):

@@ -100,9 +100,9 @@ def roc_rows(table: pd.DataFrame, set_name: str) -> tuple[list[dict[str, Any]], 
 
 def plot_roc(curves: dict[str, dict[str, dict[str, Any]]], path: Path) -> Path:
     """The paper's Figure 1: ROC curves of spine age and chronological age, one panel per set x condition."""
-    from spineage.analysis.figures import _pyplot, _save
+    from spineage.plotting import headless_pyplot, save_figure
 
-    plt = _pyplot()
+    plt = headless_pyplot()
     panels = [(set_name, condition, found) for set_name, by_condition in curves.items() for condition, found in by_condition.items()]
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 4.2), squeeze=False)
     for ax, (set_name, condition, found) in zip(axes[0], panels):
@@ -114,7 +114,7 @@ def plot_roc(curves: dict[str, dict[str, dict[str, Any]]], path: Path) -> Path:
     if not panels:
         axes[0][0].text(0.5, 0.5, "too few cases for ROC curves", ha="center", va="center")
         axes[0][0].set_axis_off()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def planted_hazards_recovered(table: pd.DataFrame, truth: dict[str, Any]) -> dict[str, Any]:

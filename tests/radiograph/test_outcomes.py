@@ -92,6 +92,7 @@ def test_a_model_that_predicts_one_age_gets_notes_not_a_crash(tmp_path: Path) ->
 
 
 def test_a_subject_with_a_radiograph_and_a_vfa_image_is_counted_once_by_its_radiograph() -> None:
+    from spineage.analysis.survival import fracture_outcomes
     from spineage.radiograph.outcomes import subject_table
 
     predictions = pd.DataFrame({
@@ -99,6 +100,7 @@ def test_a_subject_with_a_radiograph_and_a_vfa_image_is_counted_once_by_its_radi
         "age": [70.0, 70.0, 50.0], "sex": ["F", "F", "M"], "corrected_age": [72.0, 71.0, 49.0], "age_difference": [2.0, 1.0, -1.0]})
     outcomes = pd.DataFrame({"subject_id": ["s1", "s2"], "followup_years": [5.0, 6.0], "death": [0, 0], "fracture_followup_years": [5.0, 6.0],
                              "incident_fracture": [0, 1], "incident_fracture_type": ["", "vertebral"]})
-    table = subject_table(predictions, outcomes, ("test", "external"))
+    followup = fracture_outcomes(outcomes)
+    table = subject_table(predictions, followup, ("test", "external"))
     assert list(table.series_id) == ["xr-1", "xr-2"]
-    assert list(subject_table(predictions, outcomes, ("external", "test")).series_id) == ["vfa-1", "xr-2"]
+    assert list(subject_table(predictions, followup, ("external", "test")).series_id) == ["vfa-1", "xr-2"]

@@ -73,8 +73,8 @@ def external_cohort_table(raw: str | Path) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def load_registered_network(model_uri: str) -> tuple[Any, str, tuple[int, int, int] | None]:
-    """The registered spine-age network, its pinned URI, and the crop its training run read the arrays with.
+def load_registered_module(model_uri: str) -> tuple[Any, str]:
+    """A registered torch network (on the CPU, eval mode) and its URI pinned to a version.
 
     Raises:
         UserError: for an unregistered URI or alias.
@@ -89,16 +89,28 @@ def load_registered_network(model_uri: str) -> tuple[Any, str, tuple[int, int, i
     try:
         net = mlflow.pytorch.load_model(pinned, map_location="cpu")
     except mlflow.exceptions.MlflowException as error:
-        raise UserError(f"Expected a registered spine-age model at {model_uri}, found: {str(error).splitlines()[0]}") from None
-    name, version = pinned[len("models:/"):].split("/", 1) if pinned.startswith("models:/") else (None, None)
+        raise UserError(f"Expected a registered model at {model_uri}, found: {str(error).splitlines()[0]}") from None
+    return net.eval(), pinned
+
+
+def load_registered_network(model_uri: str) -> tuple[Any, str, tuple[int, int, int] | None]:
+    """The registered spine-age network, its pinned URI, and the crop its training run read the arrays with.
+
+    Raises:
+        UserError: for an unregistered URI or alias.
+    """
+    import mlflow
+
+    net, pinned = load_registered_module(model_uri)
     crop = None
-    if name is not None:
+    if pinned.startswith("models:/"):
+        name, version = pinned[len("models:/"):].split("/", 1)
         client = mlflow.MlflowClient()
         run = client.get_run(client.get_model_version(name, version).run_id)
         text = run.data.params.get("crop_shape", "None")
         value = ast.literal_eval(text) if text not in ("", "None") else None
         crop = tuple(int(v) for v in value) if value else None
-    return net.eval(), pinned, crop
+    return net, pinned, crop
 
 
 def check_preprocessing(model_preprocessing: dict[str, Any], settings: Any) -> None:

@@ -53,21 +53,21 @@ def _varies(values: pd.Series) -> bool:
     return bool(np.nanstd(values.to_numpy(float)) > 1e-9)
 
 
-def subject_table(predictions: pd.DataFrame, outcomes: pd.DataFrame, split: str | tuple[str, ...]) -> pd.DataFrame:
-    """One row per subject of ``split``, with the outcome columns of :func:`fracture_outcomes`.
+def subject_table(predictions: pd.DataFrame, followup: pd.DataFrame, split: str | tuple[str, ...]) -> pd.DataFrame:
+    """One row per subject of ``split``, with its outcome columns.
 
     A subject with several images keeps one from the first of ``split`` it has (the derivation
     radiograph before the VFA image), then the earliest.
 
-    Raises:
-        UserError: for a bad outcomes table (see :func:`spineage.analysis.survival.fracture_outcomes`).
+    Args:
+        predictions: the radiograph evaluation's per-image table.
+        followup: the outcomes table as :func:`spineage.analysis.survival.fracture_outcomes` returns it.
+        split: the split, or the splits in order of preference.
     """
-    from spineage.analysis.survival import fracture_outcomes
-
     splits = (split,) if isinstance(split, str) else tuple(split)
     rows = predictions[predictions["split"].isin(splits)].assign(_order=lambda t: t["split"].map(splits.index))
     rows = rows.sort_values(["subject_id", "_order", "age", "series_id"]).drop_duplicates("subject_id").drop(columns="_order")
-    table = rows.merge(fracture_outcomes(outcomes), on="subject_id", how="inner", suffixes=("", "_outcomes"))
+    table = rows.merge(followup, on="subject_id", how="inner", suffixes=("", "_outcomes"))
     return table.reset_index(drop=True)
 
 
@@ -165,6 +165,7 @@ def write_radiograph_outcomes(predictions_csv: str | Path, evaluate_metrics: str
         PAPER_MODELS,
         age_difference_explained,
         cox_table,
+        fracture_outcomes,
         frax_columns_present,
         frax_hip_reclassification,
         frax_reclassification,
@@ -182,12 +183,12 @@ def write_radiograph_outcomes(predictions_csv: str | Path, evaluate_metrics: str
         raise UserError(f"Expected the radiograph evaluation's {evaluate_metrics}, found no such file")
     threshold = float(json.loads(Path(evaluate_metrics).read_text())["accelerated_threshold"])
     predictions = pd.read_csv(predictions_csv, dtype={"series_id": str, "subject_id": str, "split": str, "sex": str})
-    outcomes = read_table(raw / "outcomes.csv", "the outcomes table")
+    followup = fracture_outcomes(read_table(raw / "outcomes.csv", "the outcomes table"))
     reports.mkdir(parents=True, exist_ok=True)
 
     roc, curves, km, cox, metrics = [], {}, [], [], {"accelerated_threshold": threshold, "sets": {}}
     for set_name in SETS:
-        table = subject_table(predictions, outcomes, set_name)
+        table = subject_table(predictions, followup, set_name)
         if len(table) < 10:
             metrics["sets"][set_name] = {"subjects": int(len(table)), "note": "fewer than 10 subjects: not analysed"}
             continue
@@ -216,7 +217,7 @@ def write_radiograph_outcomes(predictions_csv: str | Path, evaluate_metrics: str
             metrics["sets"][set_name]["frax_hip"] = frax_hip_reclassification(table)
         else:
             metrics["sets"][set_name]["frax"] = "absent: outcomes.csv has no frax_major_/frax_hip_ chronological and spine columns (FRAX is not open; compute them with chronological and with spine age to compare)"
-    test = subject_table(predictions, outcomes, TEST)
+    test = subject_table(predictions, followup, TEST)
     terms, explained = age_difference_explained(test) if len(test) >= 10 else (pd.DataFrame(), {"note": "fewer than 10 test subjects"})
     metrics["explained"] = explained
 
@@ -228,7 +229,7 @@ def write_radiograph_outcomes(predictions_csv: str | Path, evaluate_metrics: str
     truth_path = raw / "ground_truth.json"
     if truth_path.is_file():
         truth = json.loads(truth_path.read_text())
-        recovered = planted_hazards_recovered(subject_table(predictions, outcomes, SETS), truth)
+        recovered = planted_hazards_recovered(subject_table(predictions, followup, SETS), truth)
     else:
         recovered = {"planted_truth": False, "reason": f"{truth_path} does not exist: not a phantom cohort"}
     write_json_atomic(reports / TRUTH, json_ready(recovered))

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from spineage.atomic import write_atomic, write_json_atomic
-from spineage.errors import UserError
 from spineage.radiograph.evaluate import COLUMNS
 from spineage.radiograph.settings import RadiographSettings
 from spineage.radiograph.train import EXTERNAL, PREDICTIONS, RADIOGRAPH, TEST, VFA, YOUNGER, load_images, predict_xray_ages, read_radiograph_manifest
@@ -44,21 +43,13 @@ def score_radiographs(raw: str | Path, out: str | Path, model_uri: str, settings
         UserError: for a bad input, an unregistered model, or one without a stored correction.
     """
     from spineage.evaluation.bias import apply_bias_correction
+    from spineage.evaluation.external import load_registered_module
     from spineage.evaluation.stage import stored_bias_correction
     from spineage.radiograph.preprocess import build_radiograph_arrays
-    from spineage.registry.tracking import configure_mlflow, pinned_model_uri
 
     started = time.perf_counter()
     out = Path(out)
-    configure_mlflow()
-    import mlflow
-    import mlflow.pytorch
-
-    pinned = pinned_model_uri(model_uri)
-    try:
-        net = mlflow.pytorch.load_model(pinned, map_location="cpu").eval()
-    except mlflow.exceptions.MlflowException as error:
-        raise UserError(f"Expected a registered radiograph model at {model_uri}, found: {str(error).splitlines()[0]}") from None
+    net, pinned = load_registered_module(model_uri)
     correction = stored_bias_correction(pinned)
     settings = replace(settings, image_shape=tuple(net.image_shape))  # the images the model reads
     build_radiograph_arrays(raw, out / "processed", out / "preprocess", settings)

@@ -9,33 +9,14 @@ for a phantom the planted hazard ratios against the pipeline's and the oracle's.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from spineage.reporting.blocks import Column, Heading, Note, Section, Text, figure_from_png, key_value_table, table_from_records
 from spineage.reporting.formatting import format_count, format_estimate, format_number, format_p, format_value
+from spineage.reporting.sections import read_csv_report, read_json_report
 
 TITLE = "Radiographs and DXA VFA"
-
-
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
-def _csv(path: Path) -> list[dict[str, Any]] | None:
-    import pandas as pd
-
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError):
-        return None
-    return frame.to_dict("records")
 
 
 def radiograph_section(reports: Path, external_hazards: Path | None = None) -> Section:
@@ -47,7 +28,7 @@ def radiograph_section(reports: Path, external_hazards: Path | None = None) -> S
             None or absent: "not run".
     """
     folder = Path(reports) / "radiograph"
-    metrics = _json(folder / "metrics.json")
+    metrics = read_json_report(folder / "metrics.json")
     if metrics is None:
         return Section(TITLE, [Note(f"The radiograph branch has not run ({folder}/metrics.json is missing).")])
     blocks: list = [Heading("Accuracy"), Text(
@@ -72,7 +53,7 @@ def radiograph_section(reports: Path, external_hazards: Path | None = None) -> S
     outcomes = folder / "outcomes"
     blocks.append(Heading("Prevalent fracture and osteoporosis (Figure 1)"))
     blocks.append(figure_from_png(outcomes / "roc.png", "ROC curves of spine age and chronological age, DeLong's test of the two AUROCs."))
-    roc = _csv(outcomes / "roc.csv")
+    roc = read_csv_report(outcomes / "roc.csv")
     if roc:
         blocks.append(table_from_records(roc, [
             Column("Set", "set", str, numeric=False), Column("Condition", "condition", lambda v: str(v).replace("_", " "), numeric=False),
@@ -85,7 +66,7 @@ def radiograph_section(reports: Path, external_hazards: Path | None = None) -> S
     for split in ("test", "external"):
         blocks.append(figure_from_png(outcomes / f"km_{split}.png", f"Cumulative incidence of any fracture, {split}: age below/above the median x accelerated spine age."))
     blocks.append(Heading("Cox models per SD of the age difference (Tables 2 and 3)"))
-    cox = _csv(outcomes / "cox.csv")
+    cox = read_csv_report(outcomes / "cox.csv")
     if cox:
         blocks.append(table_from_records(cox, [
             Column("Set", "set", str, numeric=False), Column("Outcome", "outcome", str, numeric=False), Column("Model", "model", str, numeric=False),
@@ -96,22 +77,23 @@ def radiograph_section(reports: Path, external_hazards: Path | None = None) -> S
     else:
         blocks.append(Note("Cox tables not available."))
     blocks.append(Heading("What the age difference goes with"))
-    explained = (_json(outcomes / "metrics.json") or {}).get("explained") or {}
+    outcome_metrics = read_json_report(outcomes / "metrics.json") or {}
+    explained = outcome_metrics.get("explained") or {}
     blocks.append(Text(f"OLS of the age difference on the derivation test set: n {format_count(explained.get('n'))}, adjusted R² {format_number(explained.get('adj_r_squared'))}."))
-    terms = _csv(outcomes / "explained.csv")
+    terms = read_csv_report(outcomes / "explained.csv")
     if terms:
         blocks.append(table_from_records(terms, [
             Column("Term", "term", str, numeric=False),
             Column("Effect (95 % CI)", lambda r: format_estimate(r.get("effect"), r.get("ci_low"), r.get("ci_high"))), Column("p", "p", format_p),
         ], caption="Supplementary Table 4 analogue."))
-    sets = (_json(outcomes / "metrics.json") or {}).get("sets") or {}
+    sets = outcome_metrics.get("sets") or {}
     blocks.append(Heading("FRAX"))
     frax = [(name, format_value(values.get("frax", values.get("frax_major")))) for name, values in sets.items() if isinstance(values, dict)]
     blocks.append(key_value_table(frax, caption="FRAX reclassification (20 % major osteoporotic, 3 % hip).") if frax else Note("FRAX not assessed."))
     blocks.append(Heading("Planted hazard ratios"))
-    blocks += _hazard_blocks(_json(outcomes / "truth_recovery.json"), "outside train and validation")
+    blocks += _hazard_blocks(read_json_report(outcomes / "truth_recovery.json"), "outside train and validation")
     blocks.append(Heading("Planted hazard ratios on the external truth cohort (make truth)"))
-    found = _json(Path(external_hazards)) if external_hazards is not None else None
+    found = read_json_report(Path(external_hazards)) if external_hazards is not None else None
     blocks += _hazard_blocks(found, "of the truth cohort") if found else [Note("Not run: `make truth` scores the truth cohort's radiographs too.")]
     return Section(TITLE, blocks)
 

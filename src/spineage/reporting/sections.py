@@ -130,7 +130,7 @@ class ReportPage:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json_report(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when the file is absent."""
     if not path.is_file():
         return None
@@ -143,7 +143,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _read_csv(path: Path) -> list[dict[str, Any]] | None:
+def read_csv_report(path: Path) -> list[dict[str, Any]] | None:
     """The rows of the CSV table in ``path`` (missing cells as None), or None when the file is absent."""
     if not path.is_file():
         return None
@@ -199,7 +199,7 @@ def cohort_section(reports: Path) -> Section:
     folder = reports / COHORT
     if not folder.is_dir():
         return Section(title, [Note(f"The cohort reports are not available: {_shown(reports, COHORT)}/ is missing (run the cohort stage).")])
-    summary = _read_json(folder / COHORT_SUMMARY) or {}
+    summary = read_json_report(folder / COHORT_SUMMARY) or {}
     blocks: list[Block] = []
     if summary:
         blocks.append(Text(
@@ -241,7 +241,7 @@ def cohort_section(reports: Path) -> Section:
     else:
         blocks.append(Note(f"UMAP figures not available: no {_shown(reports, COHORT, UMAP_PATTERN)}."))
 
-    clusters = _read_csv(folder / CLUSTERS)
+    clusters = read_csv_report(folder / CLUSTERS)
     if clusters is None:
         blocks.append(Note(f"Cluster table not available: {_shown(reports, COHORT, CLUSTERS)} is missing."))
     else:
@@ -307,7 +307,7 @@ def _predictor(key: str) -> str:
 def model_section(reports: Path, evaluation: dict[str, Any], ablations: Path | None = None) -> Section:
     """The model: accuracy against the baselines and the noise floor, error by bracket × sex, normative range,
     repeat-scan ICC, segmentation Dice, ablations, Grad-CAM and the large-gap cases."""
-    train = _read_json(reports / TRAIN / METRICS) or {}
+    train = read_json_report(reports / TRAIN / METRICS) or {}
     folder = reports / EVALUATE
     blocks: list[Block] = [Heading("Accuracy")]
     correction = _mapping(evaluation.get("bias_correction"))
@@ -324,7 +324,7 @@ def model_section(reports: Path, evaluation: dict[str, Any], ablations: Path | N
     blocks.append(Heading("Error by age bracket and sex"))
     blocks.append(figure_from_png(folder / ERROR_BY_BRACKET_SEX, "Mean absolute error by bracket × sex, raw and corrected (the paper's Figure 4).",
                                   _shown(reports, EVALUATE, ERROR_BY_BRACKET_SEX)))
-    by_group = _read_csv(folder / BY_BRACKET_SEX)
+    by_group = read_csv_report(folder / BY_BRACKET_SEX)
     if by_group is None:
         blocks.append(Note(f"Error table not available: {_shown(reports, EVALUATE, BY_BRACKET_SEX)} is missing."))
     else:
@@ -438,7 +438,7 @@ def _normative_blocks(evaluation: dict[str, Any]) -> list[Block]:
 
 
 def _segmentation_blocks(reports: Path) -> list[Block]:
-    metrics = _read_json(reports / SEGMENT / METRICS)
+    metrics = read_json_report(reports / SEGMENT / METRICS)
     if metrics is None:
         return [Note(f"Segmentation metrics not available: {_shown(reports, SEGMENT, METRICS)} is missing.")]
     blocks: list[Block] = []
@@ -465,7 +465,7 @@ def ablation_blocks(ablations: Path | None) -> list[Block]:
     missing = [Note("Ablations: not run (make ablations).")]
     if ablations is None:
         return missing
-    records = _read_csv(ablations / ABLATION_CSV)
+    records = read_csv_report(ablations / ABLATION_CSV)
     caption = "Ablations: one setting of the default model changed at a time, test-split figures raw / corrected (the paper's Table 3)."
     if records is None:
         markdown = ablations / ABLATION_MARKDOWN
@@ -516,7 +516,7 @@ def _markdown_table(text: str) -> tuple[tuple[str, ...], list[tuple[str, ...]]] 
 
 def _large_gap_blocks(reports: Path, evaluation: dict[str, Any]) -> list[Block]:
     threshold = _mapping(evaluation.get("large_gaps")).get("threshold_years")
-    rows = _read_csv(reports / EVALUATE / LARGE_GAPS)
+    rows = read_csv_report(reports / EVALUATE / LARGE_GAPS)
     if rows is None:
         return [Note(f"Large-gap cases not available: {_shown(reports, EVALUATE, LARGE_GAPS)} is missing.")]
     if not rows:
@@ -544,7 +544,7 @@ def sag_section(reports: Path) -> Section:
     if not folder.is_dir():
         return Section(title, [Note(f"The SAG analysis is not available: {_shown(reports, SAG)}/ is missing (run the sag stage).")])
     blocks: list[Block] = [Heading("Associations")]
-    associations = _read_csv(folder / ASSOCIATIONS)
+    associations = read_csv_report(folder / ASSOCIATIONS)
     if associations is None:
         blocks.append(Note(f"Associations not available: {_shown(reports, SAG, ASSOCIATIONS)} is missing."))
     else:
@@ -557,7 +557,7 @@ def sag_section(reports: Path) -> Section:
     blocks.append(Heading("High against low SAG"))
     blocks.append(figure_from_png(folder / ODDS_RATIOS_FIGURE, "Odds ratios of findings with a high against a low SAG (the paper's Figure 6).",
                                   _shown(reports, SAG, ODDS_RATIOS_FIGURE)))
-    odds = _read_csv(folder / ODDS_RATIOS)
+    odds = read_csv_report(folder / ODDS_RATIOS)
     if odds is None:
         blocks.append(Note(f"Odds ratios not available: {_shown(reports, SAG, ODDS_RATIOS)} is missing."))
     else:
@@ -574,13 +574,13 @@ def sag_section(reports: Path) -> Section:
                                   _shown(reports, SAG, SAG_VS_AGE_WORK)))
 
     blocks.append(Heading("What explains SAG"))
-    metrics = _read_json(folder / METRICS) or {}
+    metrics = read_json_report(folder / METRICS) or {}
     if metrics:
         blocks.append(Text(
             f"A multivariable linear model of SAG on {format_count(metrics.get('multivariable_n'))} series: R² "
             f"{format_number(metrics.get('multivariable_r_squared'))}, adjusted R² {format_number(metrics.get('multivariable_adj_r_squared'))}."
         ))
-    terms = _read_csv(folder / MULTIVARIABLE)
+    terms = read_csv_report(folder / MULTIVARIABLE)
     if terms is None:
         blocks.append(Note(f"The multivariable model is not available: {_shown(reports, SAG, MULTIVARIABLE)} is missing."))
     else:
@@ -620,13 +620,13 @@ def truth_recovery_section(reports: Path, external: Path | None = None) -> Secti
     """How well the pipeline recovers the phantom's planted effects: on the default run's full test set
     (``truth_recovery.json``) and, when ``make truth`` has run, on the external truth cohort (``external``)."""
     title = "Truth recovery"
-    truth = _read_json(reports / TRUTH_RECOVERY)
+    truth = read_json_report(reports / TRUTH_RECOVERY)
     if truth is None or truth.get("planted_truth") is False:
         return Section(title, [Note(f"The cohort has no planted truth ({_shown(reports, TRUTH_RECOVERY)} is absent or says so): there is nothing to recover.")])
     blocks = _truth_blocks(truth, f"The phantom's planted effects against what the pipeline found on the default run's full test set, from "
                                   f"{_shown(reports, TRUTH_RECOVERY)}.")
     blocks.append(Heading("The external truth cohort (make truth)"))
-    found = _read_json(Path(external)) if external is not None else None
+    found = read_json_report(Path(external)) if external is not None else None
     if found is None:
         blocks.append(Note("Not run: `make truth` scores a fresh, larger phantom (sized by the power above) with the registered model."))
     else:
@@ -719,8 +719,8 @@ def _nested_table(value: Any) -> Block:
 
 def provenance_section(reports: Path, evaluation: dict[str, Any], generated: str, version: str) -> Section:
     """Data version, code commit, model, MLflow run, when the page was made and by which spineage."""
-    train = _read_json(reports / TRAIN / METRICS) or {}
-    segment = _read_json(reports / SEGMENT / METRICS) or {}
+    train = read_json_report(reports / TRAIN / METRICS) or {}
+    segment = read_json_report(reports / SEGMENT / METRICS) or {}
 
     def first(key: str) -> Any:
         return train.get(key) or evaluation.get(key)
@@ -745,7 +745,7 @@ def _highlights(reports: Path, evaluation: dict[str, Any]) -> tuple[tuple[str, s
     full = _mapping(_mapping(evaluation.get("full_test")).get("corrected"))
     icc = _mapping(_mapping(evaluation.get("repeat_scans")).get("all"))
     normative = _mapping(evaluation.get("normative_range"))
-    cohort = _read_json(reports / COHORT / COHORT_SUMMARY) or {}
+    cohort = read_json_report(reports / COHORT / COHORT_SUMMARY) or {}
     items = [
         ("Test MAE, corrected", f"{_years(test.get('mae'))} (n {format_count(test.get('n'))})"),
         ("Test R², corrected", format_number(test.get("r2"))),
@@ -782,7 +782,7 @@ def gather_report(
     metrics = reports / EVALUATE / METRICS
     if not reports.is_dir():
         raise UserError(f"Expected a reports folder at {reports}, found none; run `make repro` first")
-    evaluation = _read_json(metrics)
+    evaluation = read_json_report(metrics)
     if evaluation is None:
         raise UserError(f"Expected the evaluate stage's {metrics}, found none; run `make repro` first")
     extra = tuple(extra_sections or ())

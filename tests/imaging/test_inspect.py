@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
+import logging
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -21,7 +22,7 @@ from spineage.imaging.inspect import (
     write_preprocessed,
 )
 from spineage.imaging.io import ImageLoadError
-from tests.imaging.scans import NO_REALDATA, REAL_CERVICAL, REAL_LUMBAR, phantom_mri, small_volume, write_nifti
+from tests.imaging.scans import NO_REALDATA, REAL_CERVICAL, REAL_LUMBAR, phantom_mri, write_nifti
 from tests.params_file import write_params
 
 runner = CliRunner()
@@ -199,36 +200,119 @@ def test_inspect_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "every voxel equal to 0" in result.stderr
 
 
-def test_preprocess_writes_the_model_array_atomically(raw_layout: Path, tmp_path: Path) -> None:
-    preprocess = pytest.importorskip("spineage.imaging.preprocess")
+@pytest.fixture(scope="module")
+def vertebra_model(tmp_path_factory) -> Path:
+    """A tiny untrained SpineSegNet saved as a model folder (as ``segment train --out`` writes one).
+
+    Its weights are zero and its output bias favours ``vertebra``, so it calls every voxel
+    vertebra: a mask unlike the phantom's label map, and the same on every machine.
+    """
+    import mlflow.pytorch
+    import torch
+
+    from spineage.models.spine_seg import SpineSegNet
+    from spineage.registry.tracking import mlflow_log_level
+
+    net = SpineSegNet(channels=(4, 8), num_res_units=0, working_spacing=(8.0, 8.0, 8.0), patch_size=(16, 16, 16))
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.zero_()
+        for layer in net.modules():
+            if isinstance(layer, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)) and layer.out_channels == len(net.class_names):
+                layer.bias[net.class_names.index("vertebra")] = 1.0
+    folder = tmp_path_factory.mktemp("segmentation-model") / "spine-seg"
+    with mlflow_log_level(logging.ERROR):  # the pickle-format notice: the pickle is what loads back as the class
+        mlflow.pytorch.save_model(net, str(folder), serialization_format="pickle", pip_requirements=[])
+    return folder
+
+
+def _model_input(scan: Path, labels: np.ndarray | None, params: Path) -> np.ndarray:
+    """What preprocess_volume makes of ``scan`` masked by ``labels`` (default: the label map of the vertebra model)."""
+    from spineage.imaging.io import load_volume
+    from spineage.imaging.preprocess import load_preprocess_settings, preprocess_volume
+
+    volume = load_volume(scan)
+    if labels is None:
+        labels = np.full(volume.array.shape, 100, np.uint8)  # vertebra everywhere, as vertebra_model answers
+    array, _ = preprocess_volume(volume, labels, load_preprocess_settings(params))
+    return array
+
+
+def _unlabelled_phantom(tmp_path: Path) -> Path:
+    """The phantom scan of ``raw_layout`` alone in a folder: no label map to find."""
+    image, _, affine = phantom_mri()
+    return write_nifti(tmp_path / "alone" / "mri-1.nii.gz", image, affine, "PSR")
+
+
+def test_preprocess_with_masks_labels_writes_the_label_masked_array_atomically(raw_layout: Path, tmp_path: Path, vertebra_model: Path) -> None:
     out = tmp_path / "out" / "model.npy"
     result = runner.invoke(app, ["inspect", str(raw_layout), "--preprocess", str(out), "--params", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2 and "params file" in result.stderr and not out.exists()
-    params = tmp_path / "params.yaml"
-    write_params(params, {"seed": 1})
+    params = write_params(tmp_path / "params.yaml", {"preprocess": {"masks": "labels", "segmentation_model": str(vertebra_model)}})
     result = runner.invoke(app, ["inspect", str(raw_layout), "--preprocess", str(out), "--params", str(params)])
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.stdout
     from spineage.imaging.io import load_label_like, load_volume
 
-    volume = load_volume(raw_layout)
-    expected, _ = preprocess.preprocess_volume(volume, load_label_like(raw_layout.parents[1] / "labels" / "mri-1.nii.gz", volume), preprocess.load_preprocess_settings(params))
-    np.testing.assert_array_equal(np.load(out), expected)
+    label = raw_layout.parents[1] / "labels" / "mri-1.nii.gz"
+    expected = _model_input(raw_layout, load_label_like(label, load_volume(raw_layout)), params)
+    np.testing.assert_array_equal(np.load(out), expected)  # the label map masks it, not the model
+    assert not np.array_equal(expected, _model_input(raw_layout, None, params))
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.npy"]  # no temporary file left
+    record = write_preprocessed(raw_layout, out, params=params)
+    assert (record["label_source"], record["mask_from"]) == ("label", str(label))
 
 
-def test_preprocess_needs_a_label_map(tmp_path: Path) -> None:
-    pytest.importorskip("spineage.imaging.preprocess")
-    scan = _volume(tmp_path, _textured((12, 20, 30)))
-    with pytest.raises(UserError, match="pass --label"):
-        write_preprocessed(scan, tmp_path / "x.npy")
+def test_preprocess_segments_every_scan_with_masks_segmentation(raw_layout: Path, tmp_path: Path, vertebra_model: Path) -> None:
+    params = write_params(tmp_path / "params.yaml", {"preprocess": {"masks": "segmentation", "segmentation_model": str(vertebra_model)}})
+    expected = _model_input(raw_layout, None, params)
+    alone = _unlabelled_phantom(tmp_path)
+    # A scan without a label map, and one with a label map, which is then not used: the training arrays were segmented.
+    for scan, label in ((alone, None), (raw_layout, None), (raw_layout, raw_layout.parents[1] / "labels" / "mri-1.nii.gz")):
+        out = tmp_path / f"{scan.parent.name}-{label is not None}.npy"
+        record = write_preprocessed(scan, out, label, params)
+        assert (record["label_source"], record["mask_from"]) == ("segmentation", str(vertebra_model.resolve()))
+        assert tuple(record["regions_present"]) == ("unidentified",) and record["shape"] == list(expected.shape)
+        np.testing.assert_array_equal(np.load(out), expected)
 
 
-def test_preprocess_says_clearly_when_it_is_not_available(tmp_path: Path, raw_layout: Path, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "spineage.imaging.preprocess", None)
-    result = runner.invoke(app, ["inspect", str(raw_layout), "--preprocess", str(tmp_path / "x.npy")])
-    assert result.exit_code == 2 and "preprocessing module" in result.stderr and result.stderr.count("\n") == 1
+def test_preprocess_with_masks_labels_segments_a_scan_without_a_label_map(tmp_path: Path, vertebra_model: Path) -> None:
+    params = write_params(tmp_path / "params.yaml", {"preprocess": {"masks": "labels", "segmentation_model": str(vertebra_model)}})
+    scan = _unlabelled_phantom(tmp_path)
+    record = write_preprocessed(scan, tmp_path / "x.npy", params=params)
+    assert record["label_source"] == "segmentation"
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), _model_input(scan, None, params))
+
+
+def test_preprocess_without_a_label_map_or_a_model_says_what_to_pass(tmp_path: Path) -> None:
+    params = write_params(tmp_path / "params.yaml", {"preprocess": {"masks": "labels", "segmentation_model": None}})
+    scan = _unlabelled_phantom(tmp_path)
+    with pytest.raises(UserError, match="found no label map next to .*pass --label or set preprocess.segmentation_model") as error:
+        write_preprocessed(scan, tmp_path / "x.npy", params=params)
+    assert "\n" not in str(error.value) and not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.parametrize("masks", ["segmentation", "labels"])
+def test_a_missing_model_folder_is_a_one_line_error(tmp_path: Path, monkeypatch, masks: str) -> None:
+    monkeypatch.chdir(tmp_path)  # models/spine-seg, the default, is relative to the working directory: nothing here
+    params = write_params(tmp_path / "params.yaml", {"preprocess": {"masks": masks, "segmentation_model": "models/spine-seg"}})
+    scan = _unlabelled_phantom(tmp_path)
+    result = runner.invoke(app, ["inspect", str(scan), "--preprocess", "x.npy", "--params", str(params)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert "segmentation model folder models/spine-seg" in result.stderr and "segment train --out models/spine-seg" in result.stderr
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_cli_preprocesses_a_scan_without_labels_with_the_model_folder_of_the_params(tmp_path: Path, monkeypatch, vertebra_model: Path) -> None:
+    shutil.copytree(vertebra_model, tmp_path / "models" / "spine-seg")
+    monkeypatch.chdir(tmp_path)  # the shipped params name models/spine-seg, relative to the working directory
+    write_params(tmp_path / "p.yaml", {"seed": 1})
+    image, _, affine = phantom_mri()
+    write_nifti(tmp_path / "scan.nii.gz", image, affine, "PSR")
+    result = runner.invoke(app, ["inspect", "scan.nii.gz", "--preprocess", "out.npy", "--params", "p.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "wrote out.npy: shape (16, 48, 192) float16" in result.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), _model_input(tmp_path / "scan.nii.gz", None, tmp_path / "p.yaml"))
 
 
 def test_help_lists_inspect() -> None:

@@ -11,6 +11,10 @@ Regions come from a label map (spineage codes: 1-26 vertebrae C2..L7, 27
 sacrum) when one is given or found next to the scan; otherwise they are an
 estimate from the superior-inferior extent, and the report says so.
 
+:func:`write_preprocessed` (``inspect --preprocess``) writes the array the model
+would see, its spine mask taken as the preprocess stage takes it (``preprocess.masks``:
+the segmentation model, or the label map).
+
 Example:
     >>> from spineage.imaging.inspect import inspect_scan, format_inspection  # doctest: +SKIP
     >>> print(format_inspection(inspect_scan("data/raw/images/mri-0001.nii.gz")))  # doctest: +SKIP
@@ -19,11 +23,10 @@ Example:
 from __future__ import annotations
 
 import csv
-import importlib
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +35,9 @@ from spineage.errors import UserError
 from spineage.findings.vocabulary import CERVICAL_LEVELS, LEVELS, LUMBAR_LEVELS, REGIONS, THORACIC_LEVELS, region_of
 from spineage.labels import SACRUM_LABEL
 from spineage.imaging.io import Image2D, ImageLoadError, Volume, load_image2d, load_label_like, load_volume
+
+if TYPE_CHECKING:
+    from spineage.imaging.preprocess import PreprocessSettings
 
 STANDARD_LEVELS: dict[str, tuple[str, ...]] = {
     "cervical": CERVICAL_LEVELS,
@@ -479,58 +485,82 @@ def format_inspection(report: ScanInspection) -> str:
 def write_preprocessed(scan: str | Path, out: str | Path, label: str | Path | None = None, params: str | Path = "params.yaml") -> dict[str, Any]:
     """Write the array the model would see for ``scan`` to ``out`` (.npy), atomically.
 
-    Calls ``spineage.imaging.preprocess.preprocess_volume(volume, label, settings)`` with the
-    ``preprocess`` settings of ``params`` (its defaults when the file has no such section).
+    The spine mask comes from where the preprocess stage takes it
+    (:func:`~spineage.imaging.stage.process_series`), by ``preprocess.masks`` of ``params``:
+    ``segmentation`` (the default) segments the scan with ``preprocess.segmentation_model``,
+    label map or not, as the training arrays were; ``labels`` uses the label map and
+    segments only a scan without one. Then
+    :func:`~spineage.imaging.preprocess.preprocess_volume` makes the array.
 
     Args:
         scan: the 3D scan.
         out: the .npy file to write.
-        label: its label map (default: one found next to the scan; needed for masking).
+        label: its label map (default: one found next to the scan); used with ``masks: labels``.
         params: the params file holding the preprocessing settings.
 
     Returns:
-        The preprocessing record (what was done), with ``shape`` and ``path`` of the array written.
+        The preprocessing record (what was done), with ``label_source`` (``label`` or
+        ``segmentation``), ``mask_from`` (the label map or the model), and ``path``,
+        ``shape`` and ``dtype`` of the array written.
 
     Raises:
-        UserError: if preprocessing is not available, or the scan, label map or settings are bad.
+        UserError: if the scan, label map, settings or segmentation model are bad or missing,
+            or the scan is excluded by a quality flag.
+
+    Example:
+        >>> write_preprocessed("data/raw/images/mri-00001-1.nii.gz", "mri-00001-1.npy")["label_source"]  # doctest: +SKIP
+        'segmentation'
     """
-    try:
-        preprocess = importlib.import_module("spineage.imaging.preprocess")
-    except ModuleNotFoundError as error:
-        if error.name not in ("spineage.imaging.preprocess",):
-            raise
-        raise UserError("Expected the preprocessing module (spineage.imaging.preprocess) for --preprocess, found it is not available in this version") from None
-    if not hasattr(preprocess, "preprocess_volume"):
-        raise UserError("Expected spineage.imaging.preprocess.preprocess_volume for --preprocess, found it is not available in this version")
+    from spineage.imaging.preprocess import load_preprocess_settings, preprocess_volume
+
     out = Path(out)
     if out.suffix != ".npy":
         raise UserError(f"Expected --preprocess to name a .npy file, found {out}")
+    settings = load_preprocess_settings(params)
     volume = load_volume(scan)
-    label_path = Path(label) if label is not None else find_label_for(volume.path)
-    if label_path is None:
-        raise UserError(f"Expected a label map for --preprocess (the model sees the masked spine), found none next to {scan}: pass --label")
-    labels = load_label_like(label_path, volume)
-    settings = _preprocess_settings(preprocess, Path(params))
-    array, record = preprocess.preprocess_volume(volume, labels, settings)
+    labels, label_source, mask_from = _spine_labels(volume, label, settings, params)
+    array, record = preprocess_volume(volume, labels, settings)
     if array is None:
-        reason = record.get("reason", "") if isinstance(record, dict) else ""
-        raise UserError(f"Expected {scan} to preprocess, found it excluded: {reason or 'see the preprocessing record'}")
-    array = np.asarray(array)
+        raise UserError(f"Expected {scan} to preprocess, found it excluded: {record['reason'] or 'see the preprocessing record'}")
     write_array_atomic(out, array)
-    summary = dict(record) if isinstance(record, dict) else (asdict(record) if hasattr(record, "__dataclass_fields__") else {"record": str(record)})
-    summary.update(path=str(out), shape=list(array.shape), dtype=str(array.dtype))
-    return summary
+    return {**record, "label_source": label_source, "mask_from": mask_from, "path": str(out), "shape": list(array.shape), "dtype": str(array.dtype)}
 
 
-def _preprocess_settings(preprocess: Any, params: Path) -> Any:
-    """The preprocessing settings from ``params`` through whichever loader the preprocess module offers."""
-    for name in ("load_preprocess_settings", "load_settings"):
-        loader = getattr(preprocess, name, None)
-        if callable(loader):
-            if not params.is_file():
-                raise UserError(f"Expected a params file at {params} for --preprocess, found nothing there")
-            return loader(params)
-    settings_type = getattr(preprocess, "PreprocessSettings", None)
-    if settings_type is not None:
-        return settings_type()
-    raise UserError("Expected spineage.imaging.preprocess to offer its settings (load_preprocess_settings), found none")
+def _spine_labels(volume: Volume, label: str | Path | None, settings: PreprocessSettings, params: str | Path) -> tuple[np.ndarray, str, str]:
+    """The label map that masks ``volume``, as the preprocess stage chooses it: (labels, label source, where from).
+
+    ``masks: labels`` takes the label map given or found next to the scan; otherwise (and
+    for ``masks: segmentation`` always, a label map or not) the segmentation model segments it.
+    """
+    if settings.masks == "labels":
+        label_path = Path(label) if label is not None else find_label_for(volume.path)
+        if label_path is not None:
+            return load_label_like(label_path, volume), "label", str(label_path)
+        if not settings.segmentation_model:
+            raise UserError(
+                f"Expected a label map or a segmentation model for --preprocess (the model sees the masked spine), "
+                f"found no label map next to {volume.path} and preprocess.segmentation_model null in {params}: "
+                f"pass --label or set preprocess.segmentation_model"
+            )
+    model = _segmentation_model(settings)
+    from spineage.imaging.segmentation import segment_volume
+
+    return segment_volume(volume, model), "segmentation", model
+
+
+def _segmentation_model(settings: PreprocessSettings) -> str:
+    """The model URI to segment with: pinned as the preprocess stage pins it, a local folder checked and made absolute."""
+    from spineage.imaging.stage import _local_model_path, pin_segmentation_model
+
+    settings, _ = pin_segmentation_model(settings)  # masks: segmentation: a missing folder is refused here
+    model = settings.segmentation_model
+    local = _local_model_path(model)
+    if local is None:
+        return model
+    if not local.exists():
+        raise UserError(
+            f"Expected the segmentation model folder {local} (preprocess.segmentation_model) for a scan without a label map, "
+            f"found nothing there: pass --label or run `spineage segment train --out {local}`"
+        )
+    # Absolute, as loaded models are cached by URI: the same relative folder elsewhere is another model.
+    return str(local.resolve())

@@ -21,6 +21,7 @@ from spineage.config import (
 )
 from spineage.analysis.settings import SagSettings, parse_sag_settings
 from spineage.analysis.truth_settings import TruthSettings, parse_truth_settings
+from spineage.inference.settings import PredictSettings, parse_predict_settings
 from spineage.radiograph.settings import RadiographSettings, parse_radiograph_settings
 from spineage.evaluation.settings import EvaluationSettings, parse_evaluation_settings
 from spineage.findings.stage import FindingsSettings, parse_findings_settings
@@ -46,6 +47,7 @@ SECTIONS = {
     "truth": (parse_truth_settings, TruthSettings),
     "sag": (parse_sag_settings, SagSettings),
     "radiograph": (parse_radiograph_settings, RadiographSettings),
+    "predict": (parse_predict_settings, PredictSettings),
 }
 """Sections parsed by a function of their own, with their settings class."""
 

@@ -654,6 +654,28 @@ def promote(
     typer.echo(str(result))
 
 
+@app.command()
+@user_errors
+def predict(
+    scans: list[Path] = typer.Argument(..., help="NIfTI files, DICOM series folders, PNG/DICOM radiographs, folders of scans, or CSV tables (path, age, sex, modality)."),
+    age: Optional[float] = typer.Option(None, help="Chronological age at the scan (years): gives the SAG and its normative range (a single scan)."),
+    sex: Optional[str] = typer.Option(None, help="F or M (a single scan; reported, not read by the model)."),
+    model: Optional[str] = typer.Option(None, help="A registered model URI (default: models:/spine-age-mri@production for 3D scans, spine-age-xray for 2D)."),
+    modality: Optional[str] = typer.Option(None, help="For 2D images: radiograph (default) or vfa (DXA vertebral fracture assessment)."),
+    out: Path = typer.Option(Path("predictions"), help="Folder for <scan>.json, predictions.csv and the Grad-CAM PNGs."),
+    gradcam: bool = typer.Option(False, "--gradcam", help="Also write a Grad-CAM overlay PNG per scan."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (predict section: flag thresholds); defaults without one."),
+) -> None:
+    """Predict spine age, the spine age gap and quality/out-of-distribution flags of new scans with a registered model."""
+    from spineage.inference.predict import models_for, predict_scans, scan_requests
+    from spineage.inference.settings import load_predict_settings
+
+    settings = load_predict_settings(params)
+    requests = scan_requests(scans, age=age, sex=sex, modality=modality)
+    run = predict_scans(requests, out, models_for(model), settings, gradcam=gradcam, echo=typer.echo)
+    typer.echo(str(run))
+
+
 @app.command("ablation-table")
 @user_errors
 def ablation_table(

@@ -148,11 +148,11 @@ class Params:
 
 PARAMS_KEYS: tuple[str, ...] = (
     "seed", "data", "synth", "validation", "findings", "cohort", "preprocess", "segmentation", "train", "evaluate",
-    "sag", "truth", "radiograph",
+    "sag", "truth", "radiograph", "predict",
 )
 """The top-level keys of params.yaml, every one required in the file. ``seed``, ``data``, ``synth`` and
 ``validation`` are read here; ``findings``, ``cohort``, ``preprocess``, ``segmentation``, ``train``,
-``evaluate``, ``sag``, ``truth`` and ``radiograph`` by the settings modules of their stages."""
+``evaluate``, ``sag``, ``truth``, ``radiograph`` and ``predict`` by the settings modules of their stages."""
 
 
 def _profile(name: str, raw: Any) -> SynthProfile:

@@ -164,3 +164,30 @@ def write_dicom_series(
         name = f"IM{rng.integers(10**6):06d}{k:03d}"[::-1]
         ds.save_as(folder / name, enforce_file_format=True)
     return folder
+
+
+def save_vertebra_segmenter(folder: Path) -> Path:
+    """Save a tiny untrained SpineSegNet as a model folder (as ``segment train --out`` writes one); returns ``folder``.
+
+    Its weights are zero and its output bias favours ``vertebra`` (probability 0.9998), so it
+    calls every voxel vertebra, confidently: a mask unlike the phantom's label map, the same on
+    every machine.
+    """
+    import logging
+
+    import mlflow.pytorch
+    import torch
+
+    from spineage.models.spine_seg import SpineSegNet
+    from spineage.registry.tracking import mlflow_log_level
+
+    net = SpineSegNet(channels=(4, 8), num_res_units=0, working_spacing=(8.0, 8.0, 8.0), patch_size=(16, 16, 16))
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.zero_()
+        for layer in net.modules():
+            if isinstance(layer, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)) and layer.out_channels == len(net.class_names):
+                layer.bias[net.class_names.index("vertebra")] = 10.0
+    with mlflow_log_level(logging.ERROR):  # the pickle-format notice: the pickle is what loads back as the class
+        mlflow.pytorch.save_model(net, str(folder), serialization_format="pickle", pip_requirements=[])
+    return folder

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from spineage.imaging.inspect import (
     write_preprocessed,
 )
 from spineage.imaging.io import ImageLoadError
-from tests.imaging.scans import NO_REALDATA, REAL_CERVICAL, REAL_LUMBAR, phantom_mri, write_nifti
+from tests.imaging.scans import NO_REALDATA, REAL_CERVICAL, REAL_LUMBAR, phantom_mri, save_vertebra_segmenter, write_nifti
 from tests.params_file import write_params
 
 runner = CliRunner()
@@ -202,28 +201,8 @@ def test_inspect_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def vertebra_model(tmp_path_factory) -> Path:
-    """A tiny untrained SpineSegNet saved as a model folder (as ``segment train --out`` writes one).
-
-    Its weights are zero and its output bias favours ``vertebra``, so it calls every voxel
-    vertebra: a mask unlike the phantom's label map, and the same on every machine.
-    """
-    import mlflow.pytorch
-    import torch
-
-    from spineage.models.spine_seg import SpineSegNet
-    from spineage.registry.tracking import mlflow_log_level
-
-    net = SpineSegNet(channels=(4, 8), num_res_units=0, working_spacing=(8.0, 8.0, 8.0), patch_size=(16, 16, 16))
-    with torch.no_grad():
-        for parameter in net.parameters():
-            parameter.zero_()
-        for layer in net.modules():
-            if isinstance(layer, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)) and layer.out_channels == len(net.class_names):
-                layer.bias[net.class_names.index("vertebra")] = 1.0
-    folder = tmp_path_factory.mktemp("segmentation-model") / "spine-seg"
-    with mlflow_log_level(logging.ERROR):  # the pickle-format notice: the pickle is what loads back as the class
-        mlflow.pytorch.save_model(net, str(folder), serialization_format="pickle", pip_requirements=[])
-    return folder
+    """A tiny segmentation model folder that calls every voxel vertebra (:func:`tests.imaging.scans.save_vertebra_segmenter`)."""
+    return save_vertebra_segmenter(tmp_path_factory.mktemp("segmentation-model") / "spine-seg")
 
 
 def _model_input(scan: Path, labels: np.ndarray | None, params: Path) -> np.ndarray:

@@ -26,6 +26,9 @@ import numpy as np
 
 from spineage.errors import UserError
 
+TAG_PREFIX = "normative_range_"
+"""Prefix of the MLflow tags (of the run and the registered model version) holding the range."""
+
 
 @dataclass(frozen=True)
 class NormativeRange:
@@ -46,6 +49,21 @@ class NormativeRange:
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for JSON and MLflow tags."""
         return asdict(self)
+
+    def as_tags(self) -> dict[str, str]:
+        """MLflow tags (``normative_range_coverage``, ``..._half_width``, ...): full precision."""
+        return {f"{TAG_PREFIX}{key}": repr(value) if isinstance(value, float) else str(value) for key, value in self.as_dict().items()}
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> NormativeRange | None:
+        """The range stored by :meth:`as_tags`, or None when the tags hold none (a version never evaluated)."""
+        values = {key[len(TAG_PREFIX):]: value for key, value in tags.items() if key.startswith(TAG_PREFIX)}
+        if not {"coverage", "half_width", "n_calibration"} <= set(values):
+            return None
+        return cls(
+            coverage=float(values["coverage"]), half_width=float(values["half_width"]),
+            n_calibration=int(float(values["n_calibration"])), split=values.get("split", "validation"),
+        )
 
     def age_range(self, corrected: np.ndarray) -> np.ndarray:
         """(series, 2): the low and high chronological age a normal spine with this corrected age has."""

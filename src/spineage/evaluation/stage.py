@@ -96,9 +96,6 @@ PREDICTED_VS_AGE = "predicted_vs_age.png"
 ERROR_BY_BRACKET_SEX = "error_by_bracket_sex.png"
 GRADCAM = "gradcam.png"
 
-NORMATIVE_TAG_PREFIX = "normative_range_"
-"""Prefix of the MLflow tags holding the calibrated normative range."""
-
 
 @dataclass(frozen=True)
 class EvaluationInputs:
@@ -514,7 +511,7 @@ def evaluate_spine_age(
     if log_mlflow:
         if not run_id:
             raise UserError(f"Expected a run_id in {Path(inputs.train_reports) / 'metrics.json'} to log the evaluation to, found none")
-        tags = {**correction.as_tags(), **{f"{NORMATIVE_TAG_PREFIX}{k}": str(v) for k, v in normative.as_dict().items()}}
+        tags = {**correction.as_tags(), **normative.as_tags()}
         if cross_validation:
             tags[f"{BIAS_TAG_PREFIX}folds"] = str(settings.cv_folds)
         log_to_candidate(str(run_id), str(model_uri), json_ready(metrics), tags)

@@ -381,7 +381,8 @@ def inspect_image2d(image: Image2D) -> ScanInspection:
     )
 
 
-def _is_2d(path: Path) -> bool:
+def is_2d_image(path: Path) -> bool:
+    """Whether ``path`` is a 2D image (PNG and the like, or a single-frame DICOM file) rather than a 3D scan."""
     from spineage.imaging.io import IMAGE_2D_SUFFIXES, _is_nifti, _looks_like_dicom
 
     if path.is_dir() or _is_nifti(path):
@@ -412,7 +413,7 @@ def inspect_scan(path: str | Path, label: str | Path | None = None) -> ScanInspe
     path = Path(path)
     if not path.exists():
         raise ImageLoadError(f"{path}: expected a scan (NIfTI file, DICOM series folder, PNG or DICOM image), found no such file or folder")
-    if _is_2d(path):
+    if is_2d_image(path):
         if label is not None:
             raise UserError(f"Expected --label only with a 3D scan, found the 2D image {path}")
         return inspect_image2d(load_image2d(path))

@@ -243,7 +243,10 @@ def train_xray_model(processed: str | Path, settings: RadiographSettings, out: s
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="min", factor=0.5, patience=3)
     validation = Images([images.series_ids[i] for i in by_split[VALIDATION]], images.ages[by_split[VALIDATION]], images.images[by_split[VALIDATION]])
 
-    from spineage.registry.tracking import configure_mlflow, log_torch_module, register_model_version
+    from spineage.inference.bundle import REFERENCE_KEY
+    from spineage.inference.pyfunc import log_spine_age_service
+    from spineage.inference.reference import radiograph_reference
+    from spineage.registry.tracking import configure_mlflow, register_model_version
     from spineage.training.stage import data_version, git_commit
 
     version_of_data = data_version(processed)  # the promotion gate compares versions on the same test split by it
@@ -319,9 +322,10 @@ def train_xray_model(processed: str | Path, settings: RadiographSettings, out: s
         metrics["model_uri"] = ""
         if register:
             shape = settings.image_shape
-            info = log_torch_module(net.eval(), input_shape=(-1, 1, *shape), output_shape=(-1,), example_shape=(1, 1, *shape),
-                                    packages=("torch", "numpy", "cloudpickle", "monai"),
-                                    metadata={"image_shape": list(shape), "output": "spine age (years)", "needs": "the spineage package"})
+            reference = radiograph_reference(manifest[manifest["split"] == TRAIN])
+            info = log_spine_age_service(net.eval(), packages=("torch", "numpy", "cloudpickle", "monai"),
+                                         metadata={"image_shape": list(shape), "output": "spine age (years)",
+                                                   "needs": "the spineage package", REFERENCE_KEY: reference.as_dict()})
             tags = {"test_mae": f"{metrics.get('mae_test', math.nan):.3f}", "git_commit": metrics["git_commit"],
                     **{f"data_{key}": value for key, value in version_of_data.items()}}
             version = register_model_version(info, MODEL_NAME, tags=tags,

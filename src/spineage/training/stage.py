@@ -417,20 +417,25 @@ def _state_on_cpu(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- MLflow
 
 
-def log_spine_age_model(net: SpineAgeNet) -> Any:
-    """Log the network to the active MLflow run (pytorch flavour, pickled so that it loads back as a
-    :class:`~spineage.models.spine_age.SpineAgeNet`), with a signature, an input example and pinned requirements."""
-    from spineage.registry.tracking import log_torch_module
+def log_spine_age_model(net: SpineAgeNet, processed_dir: str | Path, train_series: list[str]) -> Any:
+    """Log the network to the active MLflow run: the pytorch flavour (pickled, so that it loads back as a
+    :class:`~spineage.models.spine_age.SpineAgeNet`) and the pyfunc that serves it (:mod:`spineage.inference.pyfunc`),
+    with the reference of its training scans (:mod:`spineage.inference.reference`) in the metadata."""
+    from spineage.inference.bundle import REFERENCE_KEY
+    from spineage.inference.pyfunc import log_spine_age_service
+    from spineage.inference.reference import mri_reference
 
+    manifest = read_manifest(processed_dir)
+    reference = mri_reference(manifest[manifest["series_id"].astype(str).isin(set(train_series))])
     shape = tuple(net.input_shape)
-    return log_torch_module(
-        net, input_shape=(-1, 1, *shape), output_shape=(-1,), example_shape=(1, 1, *shape),
-        packages=("torch", "numpy", "cloudpickle"),
+    return log_spine_age_service(
+        net, packages=("torch", "numpy", "cloudpickle"),
         metadata={
             "input_shape": list(shape),
             "target_spacing_mm": list(net.target_spacing),
             "output": "spine age (years)",
             "needs": "the spineage package",
+            REFERENCE_KEY: reference.as_dict(),
         },
     )
 
@@ -792,7 +797,7 @@ def _finish(
     mlflow.log_artifact(str(reports_dir / PREDICTIONS))
     model_uri = version = ""
     if tracking.register:
-        model_info = log_spine_age_model(net)
+        model_info = log_spine_age_model(net, processed_dir, list(splits["train"].series_ids))
         version = str(register_model_version(
             model_info, MODEL_NAME, alias="candidate",
             tags={"test_mae": f"{test_mae:.3f}", "loss": settings.loss, "git_commit": commit, **{f"data_{k}": v for k, v in version_of_data.items()}},

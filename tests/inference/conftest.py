@@ -91,7 +91,7 @@ def mri_reference_of(paths: list[str], ages: list[float], segmenter: Path):
 
 def xray_reference_of(paths: list[str], ages: list[float]):
     """The training reference of these radiographs."""
-    from spineage.inference.reference import radiograph_reference
+    from spineage.inference.reference import REFERENCE_KEY, radiograph_reference
     from spineage.radiograph.preprocess import load_radiograph
 
     images = [load_radiograph(p) for p in paths]
@@ -114,8 +114,8 @@ def register(name: str, net, reference, tags: dict[str, str], experiment: str) -
     """Log ``net`` as the pipeline does (both flavours, the reference), register it with ``tags``; production and candidate."""
     import mlflow
 
-    from spineage.inference.bundle import REFERENCE_KEY
-    from spineage.inference.pyfunc import log_spine_age_service
+    from spineage.inference.flavour import log_spine_age_service
+    from spineage.inference.reference import REFERENCE_KEY
     from spineage.registry.tracking import configure_mlflow, register_model_version, set_model_alias
 
     configure_mlflow(experiment)

@@ -24,15 +24,13 @@ from typing import Any
 from spineage.errors import UserError
 from spineage.evaluation.bias import BiasCorrection
 from spineage.evaluation.conformal import NormativeRange
-from spineage.inference.reference import TrainingReference
+from spineage.inference.reference import REFERENCE_KEY, TrainingReference
 
 MRI_MODEL = "spine-age-mri"
 XRAY_MODEL = "spine-age-xray"
 MODEL_FOR_KIND: dict[str, str] = {"mri": MRI_MODEL, "radiograph": XRAY_MODEL}
 """The registered model that reads each kind of scan."""
 
-REFERENCE_KEY = "training_reference"
-"""Key of the training reference in the logged model's metadata."""
 SITE_TAG = "site"
 """Tag of a version recalibrated for a site."""
 

@@ -1,13 +1,13 @@
 """The spine-age models as MLflow pyfunc models: a table of scan paths in, spine ages, SAG and flags out.
 
-Each spine-age version is logged with two flavours: ``pytorch`` (the network
-itself, what the pipeline's stages load) and ``python_function``, whose loader is
-this module, so that
+Each spine-age version is logged (:mod:`spineage.inference.flavour`) with two
+flavours: ``pytorch`` (the network itself, what the pipeline's stages load) and
+``python_function``, whose loader is this module, so that
 
     mlflow models serve -m models:/spine-age-mri@production --env-manager local
 
 answers ``POST /invocations`` with :func:`spineage.inference.predict.predict_scan`'s
-fields for every row of ``{"dataframe_records": [{"path": ..., "age": ..., "sex": ...}]}``.
+fields for every row (:data:`~spineage.inference.flavour.INPUT_COLUMNS`) of ``{"dataframe_records": [{"path": ..., "age": ..., "sex": ...}]}``.
 The stored correction and normative range are tags of the registered version, which
 the server finds by the logged model's id (:func:`~spineage.inference.bundle.bundle_for_model_directory`),
 in the tracking store that ``MLFLOW_TRACKING_URI`` (or the repository's ``mlflow.db``) names.
@@ -16,70 +16,13 @@ A bad row (a missing scan, an age out of range) answers HTTP 400 with the one-li
 
 from __future__ import annotations
 
-import copy
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-INPUT_COLUMNS: tuple[tuple[str, str, bool], ...] = (
-    ("path", "string", True), ("age", "double", False), ("sex", "string", False), ("modality", "string", False),
-)
-"""(name, MLflow type, required) of the served model's input table."""
-OUTPUT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("scan", "string"), ("kind", "string"), ("model", "string"), ("spine_age_raw", "double"), ("spine_age", "double"),
-    ("sag", "double"), ("sag_low", "double"), ("sag_high", "double"), ("atypical_for_age", "boolean"),
-    ("in_distribution", "boolean"), ("flags", "string"),
-)
-"""(name, MLflow type) of the served model's output table."""
-
-
-def save_model(path: str, mlflow_model: Any, **kwargs: Any) -> None:
-    """The flavour's save: the pytorch flavour as usual, then this module as the pyfunc loader (``Model.log`` calls it)."""
-    import mlflow.pytorch
-
-    mlflow.pytorch.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
-    mlflow_model.flavors["python_function"]["loader_module"] = __name__
-    mlflow_model.save(str(Path(path) / "MLmodel"))
-
-
-def served_signature() -> Any:
-    """The table-in, table-out signature of :data:`INPUT_COLUMNS` and :data:`OUTPUT_COLUMNS`."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    return ModelSignature(
-        inputs=Schema([ColSpec(kind, name, required=required) for name, kind, required in INPUT_COLUMNS]),
-        outputs=Schema([ColSpec(kind, name) for name, kind in OUTPUT_COLUMNS]),
-    )
-
-
-def log_spine_age_service(net: Any, packages: tuple[str, ...], metadata: dict[str, Any]) -> Any:
-    """Log a spine-age network to the active run with the pytorch flavour and this pyfunc (module docstring).
-
-    Args:
-        net: the network (copied to the CPU, contiguous memory, eval mode; the original is untouched).
-        packages: installed distributions to pin in the model's requirements.
-        metadata: the MLmodel metadata (the training reference among it).
-
-    Returns:
-        MLflow's ``ModelInfo``.
-    """
-    import torch
-    from mlflow.models import Model
-
-    from spineage.registry.tracking import mlflow_log_level, pinned_requirements
-
-    model = copy.deepcopy(net).to("cpu").to(memory_format=torch.contiguous_format).eval()
-    with mlflow_log_level(logging.ERROR):  # the pickle-format notice: the pickle is what loads back as the class
-        return Model.log(
-            artifact_path=None, name="model", flavor=sys.modules[__name__], pytorch_model=model,
-            signature=served_signature(), pip_requirements=pinned_requirements(*packages),
-            serialization_format="pickle", metadata=metadata,
-        )
+from spineage.inference.flavour import OUTPUT_COLUMNS
 
 
 class SpineAgeService:

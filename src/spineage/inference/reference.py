@@ -26,6 +26,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+REFERENCE_KEY = "training_reference"
+"""Key of the training reference in the logged model's metadata."""
+
 MRI_MEASUREMENTS: dict[str, tuple[str, str]] = {
     "spacing_lr_mm": ("spacing", "left-right voxel size {value:.3g} mm"),
     "spacing_ap_mm": ("spacing", "anterior-posterior voxel size {value:.3g} mm"),

@@ -243,9 +243,8 @@ def train_xray_model(processed: str | Path, settings: RadiographSettings, out: s
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="min", factor=0.5, patience=3)
     validation = Images([images.series_ids[i] for i in by_split[VALIDATION]], images.ages[by_split[VALIDATION]], images.images[by_split[VALIDATION]])
 
-    from spineage.inference.bundle import REFERENCE_KEY
-    from spineage.inference.pyfunc import log_spine_age_service
-    from spineage.inference.reference import radiograph_reference
+    from spineage.inference.flavour import log_spine_age_service
+    from spineage.inference.reference import REFERENCE_KEY, radiograph_reference
     from spineage.registry.tracking import configure_mlflow, register_model_version
     from spineage.training.stage import data_version, git_commit
 

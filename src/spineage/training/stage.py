@@ -421,9 +421,8 @@ def log_spine_age_model(net: SpineAgeNet, processed_dir: str | Path, train_serie
     """Log the network to the active MLflow run: the pytorch flavour (pickled, so that it loads back as a
     :class:`~spineage.models.spine_age.SpineAgeNet`) and the pyfunc that serves it (:mod:`spineage.inference.pyfunc`),
     with the reference of its training scans (:mod:`spineage.inference.reference`) in the metadata."""
-    from spineage.inference.bundle import REFERENCE_KEY
-    from spineage.inference.pyfunc import log_spine_age_service
-    from spineage.inference.reference import mri_reference
+    from spineage.inference.flavour import log_spine_age_service
+    from spineage.inference.reference import REFERENCE_KEY, mri_reference
 
     manifest = read_manifest(processed_dir)
     reference = mri_reference(manifest[manifest["series_id"].astype(str).isin(set(train_series))])

@@ -676,6 +676,25 @@ def predict(
     typer.echo(str(run))
 
 
+@app.command()
+@user_errors
+def recalibrate(
+    table: Path = typer.Argument(..., help="CSV of a site's scans of normal spines: path (relative to the CSV) and age; optionally sex, subject_id, normal (true/false) or findings (empty: normal), modality."),
+    site: str = typer.Option(..., "--site", help="The site's name: tagged on the new version, whose alias is site-<name>."),
+    model: Optional[str] = typer.Option(None, help="The registered version to recalibrate (default: models:/spine-age-mri@production)."),
+    holdout: float = typer.Option(0.3, help="Share of the scans (of the subjects, with subject_id) held out to compare before and after."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the held-out draw (default: params.yaml's)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for recalibration.json and predictions.csv (default: reports/recalibration/<site>)."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (seed, predict section); defaults without one."),
+) -> None:
+    """Refit the bias correction and normative range on a site's normal scans; register them as a new version (alias site-<name>)."""
+    from spineage.inference.recalibrate import load_site_settings, recalibrate_site
+
+    settings, params_seed = load_site_settings(params)
+    result = recalibrate_site(table, site, out, model, holdout, params_seed if seed is None else seed, settings)
+    typer.echo(str(result))
+
+
 @app.command("ablation-table")
 @user_errors
 def ablation_table(

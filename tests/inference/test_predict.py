@@ -176,3 +176,19 @@ def test_settings_refuse_an_inverted_age_range() -> None:
     with pytest.raises(UserError, match="predict.min_age below predict.max_age"):
         parse_predict_settings({"min_age": 90, "max_age": 20})
     assert parse_predict_settings(None) == PredictSettings()
+
+
+def test_the_pyfunc_finds_its_version_and_answers_a_table_of_scans(registry, phantom: Path) -> None:
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    model = mlflow.pyfunc.load_model("models:/spine-age-mri@production")
+    scan = _new_mri(phantom)
+    answer = model.predict(pd.DataFrame({"path": [scan.path], "age": [50.0], "sex": ["F"]}))
+    direct = predict_scan(ScanRequest(Path(scan.path), age=50.0), Models())
+    row = answer.iloc[0]
+    assert row["model"] == f"models:/spine-age-mri/{registry.mri_version}"
+    assert row["spine_age"] == pytest.approx(direct["spine_age"]) and row["sag"] == pytest.approx(direct["sag"])
+    assert bool(row["in_distribution"]) and row["flags"] == ""
+    with pytest.raises(MlflowException, match="row 0: Expected a scan"):
+        model.predict(pd.DataFrame({"path": ["/no/such/scan.nii.gz"]}))

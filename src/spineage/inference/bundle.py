@@ -211,7 +211,8 @@ def bundle_for_model_directory(model_dir: str | Path) -> ModelBundle:
     client = mlflow.MlflowClient()
     for name in MODEL_FOR_KIND.values():
         for version in client.search_model_versions(f"name='{name}'"):
-            if logged.model_id and version.model_id == logged.model_id:
+            # A SQLite store leaves the version's model_id empty; its source is models:/<model id> all the same.
+            if logged.model_id and logged.model_id in (version.model_id, str(version.source).rstrip("/").rsplit("/", 1)[-1]):
                 return _bundle(model_dir, name, version.version, dict(version.tags))
     raise UserError(
         f"Expected a registered version of {' or '.join(MODEL_FOR_KIND.values())} for the model in {model_dir} "

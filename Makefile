@@ -17,7 +17,7 @@ TORCH_WHEELS ?= /opt/wheels
 # Extra uv options for `make lock`, e.g. LOCK_ARGS=--upgrade to move every pin to the newest allowed.
 LOCK_ARGS ?=
 
-.PHONY: setup lock repro ablations truth browser test test-fast bench clean-venv
+.PHONY: setup lock repro ablations truth browser test test-fast bench ui clean-venv
 
 setup: $(STAMP)
 
@@ -95,6 +95,13 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/bench_synth.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/bench_report_reader.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/bench_cohort_stability.py
+
+# The MLflow UI on this machine only, for the repository's store (spineage.registry.tracking: mlflow.db at the root,
+# artifacts in mlartifacts/); UI_PORT=5002 if 5000 is taken. Ctrl-C stops it.
+UI_PORT ?= 5000
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+	  --default-artifact-root file://$(CURDIR)/mlartifacts --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 clean-venv:
 	rm -rf $(VENV)

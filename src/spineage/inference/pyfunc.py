@@ -80,7 +80,10 @@ class SpineAgeService:
         output = pd.DataFrame(rows, columns=[name for name, _ in OUTPUT_COLUMNS])
         for name, kind in OUTPUT_COLUMNS:
             if kind == "double":
-                output[name] = pd.to_numeric(output[name], errors="coerce").astype(np.float64)
+                values = pd.to_numeric(output[name], errors="coerce").astype(np.float64)
+                # A missing value (no age: no SAG) stays None: the scoring server writes a float NaN as the
+                # token NaN, which is not JSON (strict clients refuse the whole answer); None is null.
+                output[name] = values.astype(object).where(values.notna(), None)
         return output
 
 

@@ -182,6 +182,9 @@ def test_the_pyfunc_finds_its_version_and_answers_a_table_of_scans(registry, pha
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
+    from spineage.registry.tracking import configure_mlflow
+
+    configure_mlflow()  # MLflow keeps the last store it was pointed at; this test's is the registry's
     model = mlflow.pyfunc.load_model("models:/spine-age-mri@production")
     scan = _new_mri(phantom)
     answer = model.predict(pd.DataFrame({"path": [scan.path], "age": [50.0], "sex": ["F"]}))

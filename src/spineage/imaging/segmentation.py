@@ -70,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from spineage.imaging.io import Volume
+    from spineage.imaging.synthesis import SynthesisSettings
     from spineage.models.spine_seg import SpineSegNet
 
 MODEL_NAME = "spine-seg-mri"
@@ -176,6 +177,10 @@ class SegmentationSettings:
         cpu_bfloat16: bfloat16 autocast on CPU. Off by default: for this small U-Net it
             was 1.4-1.7 times slower per step than float32 with channels-last memory
             on an AVX-512-bf16 CPU (conversions outweigh the cheaper convolutions).
+        synthesis: train on images synthesised from the label maps (SynthSeg-style,
+            :mod:`spineage.imaging.synthesis`) instead of the phantom's one contrast.
+        synthesis_*: the ranges of the synthesis's random draws (the fields of
+            :class:`~spineage.imaging.synthesis.SynthesisSettings` of the same names).
         seed: drives the split, the crops and the initial weights (params.yaml's ``seed``).
     """
 
@@ -190,7 +195,25 @@ class SegmentationSettings:
     evaluation_scans_per_split: int = 50
     mixed_precision: bool = True
     cpu_bfloat16: bool = False
+    synthesis: bool = True
+    synthesis_background_tissues: int = 8
+    synthesis_spine_tissues: tuple[int, int, int, int] = (2, 2, 1, 1)
+    synthesis_real_image_fraction: float = 0.2
+    synthesis_rotation_deg: float = 15.0
+    synthesis_scaling: float = 0.15
+    synthesis_elastic: float = 0.15
+    synthesis_bias: float = 0.1
+    synthesis_max_blur_voxels: float = 1.2
+    synthesis_noise: float = 0.06
+    synthesis_field_of_view_probability: float = 0.35
     seed: int = 0
+
+    def synthesis_settings(self) -> "SynthesisSettings":
+        """The synthesis's ranges as :class:`~spineage.imaging.synthesis.SynthesisSettings`."""
+        from spineage.imaging.synthesis import SynthesisSettings
+
+        prefix = "synthesis_"
+        return SynthesisSettings(**{k[len(prefix):]: v for k, v in asdict(self).items() if k.startswith(prefix)})
 
     def with_overrides(self, **changes: Any) -> "SegmentationSettings":
         """A copy with the given fields changed (None values are ignored), checked again."""
@@ -233,7 +256,20 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
             f"Expected every segmentation.patch_size side to be a multiple of {multiple} "
             f"({len(channels)} U-Net levels), found {list(patch)}"
         )
-    switches = {key: flag(section, key, getattr(defaults, key), "segmentation") for key in ("mixed_precision", "cpu_bfloat16")}
+    switches = {key: flag(section, key, getattr(defaults, key), "segmentation") for key in ("mixed_precision", "cpu_bfloat16", "synthesis")}
+    synthesis_ranges = {
+        key: float(_number(section, key, getattr(defaults, key), low, high))
+        for key, low, high in (
+            ("synthesis_real_image_fraction", 0.0, 1.0),
+            ("synthesis_rotation_deg", 0.0, 90.0),
+            ("synthesis_scaling", 0.0, 0.5),
+            ("synthesis_elastic", 0.0, 0.5),
+            ("synthesis_bias", 0.0, 2.0),
+            ("synthesis_max_blur_voxels", 0.0, 5.0),
+            ("synthesis_noise", 0.0, 0.5),
+            ("synthesis_field_of_view_probability", 0.0, 1.0),
+        )
+    }
     return SegmentationSettings(
         working_spacing_mm=_numbers(section, "working_spacing_mm", defaults.working_spacing_mm, 3, 0.1, 50.0, integer=False),
         patch_size=patch,
@@ -246,6 +282,11 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
         evaluation_scans_per_split=int(
             _number(section, "evaluation_scans_per_split", defaults.evaluation_scans_per_split, 1, 10_000_000, integer=True)
         ),
+        synthesis_background_tissues=int(
+            _number(section, "synthesis_background_tissues", defaults.synthesis_background_tissues, 1, 64, integer=True)
+        ),
+        synthesis_spine_tissues=_numbers(section, "synthesis_spine_tissues", defaults.synthesis_spine_tissues, 4, 1, 16, integer=True),
+        **synthesis_ranges,
         **switches,
     )
 
@@ -449,6 +490,62 @@ def load_segmentation_model(model_uri: str | None = None) -> "SpineSegNet":
     return _load_pinned_model(tracking, uri)
 
 
+def _checked_array(volume: "Volume") -> np.ndarray:
+    array = np.asarray(volume.array)
+    if array.ndim != 3:
+        raise UserError(f"Expected a 3D volume to segment, found an array of shape {array.shape}")
+    if min(array.shape) < 2:
+        raise UserError(f"Expected a volume at least 2 voxels along each axis, found shape {array.shape}")
+    return array
+
+
+def segment_volume_with_confidence(
+    volume: "Volume", model_uri: "str | SpineSegNet | None" = None, *, mixed_precision: bool = True
+) -> tuple[np.ndarray, float]:
+    """Segment a scan and say how sure the network is: (label map, confidence).
+
+    The label map is :func:`segment_volume`'s. The confidence is the mean top-class
+    probability over the voxels of the largest connected spine component on the
+    working grid: 1.0 is a network certain of every spine voxel; a scan unlike
+    anything it was trained on (another body part, a contrast it never saw) scores
+    lower, which is what ``spineage predict``'s out-of-distribution flag reads.
+    0.0 when nothing is segmented.
+
+    Args:
+        volume: a canonical scan (anything with ``array`` (X, Y, Z) and ``spacing`` in mm).
+        model_uri: the model to use (see :func:`load_segmentation_model`) or a loaded network.
+        mixed_precision: float16 autocast on CUDA (the CPU runs float32).
+
+    Returns:
+        (uint8 label map shaped like ``volume.array`` in the codes of :data:`CLASS_CODES`, confidence in [0, 1]).
+    """
+    from spineage.models.spine_seg import SpineSegNet
+
+    net = model_uri if isinstance(model_uri, SpineSegNet) else load_segmentation_model(model_uri)
+    array = _checked_array(volume)
+    work = image_to_working_grid(array, volume.spacing, net.working_spacing, net.intensity_percentiles)
+    probabilities = predict_probabilities(net, work, mixed_precision=mixed_precision)
+    confidence = spine_confidence(probabilities)
+    classes = keep_largest_component(_classes_on_grid(probabilities, array.shape))
+    return np.asarray(CLASS_CODES, dtype=np.uint8)[classes], confidence
+
+
+def spine_confidence(probabilities: "torch.Tensor | np.ndarray") -> float:
+    """Mean top-class probability inside the largest connected spine component of (C, X, Y, Z) probabilities.
+
+    0.0 when no voxel's most probable class is a spine class.
+
+    Example:
+        >>> p = np.zeros((5, 1, 1, 4), dtype=np.float32)
+        >>> p[0, 0, 0, :2] = 1.0; p[1, 0, 0, 2:] = [0.9, 0.6]; p[0, 0, 0, 2:] = [0.1, 0.4]
+        >>> round(spine_confidence(p), 3)
+        0.75
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    spine = keep_largest_component(probabilities.argmax(0).astype(np.uint8)) > 0
+    return float(probabilities.max(0)[spine].mean()) if spine.any() else 0.0
+
+
 def segment_volume(volume: "Volume", model_uri: "str | SpineSegNet | None" = None, *, mixed_precision: bool = True) -> np.ndarray:
     """Segment a scan: a label map on the volume's own grid, in the codes of :data:`CLASS_CODES`.
 
@@ -460,18 +557,10 @@ def segment_volume(volume: "Volume", model_uri: "str | SpineSegNet | None" = Non
 
     Returns:
         uint8 array shaped like ``volume.array``: 0 background, 100 vertebra or sacrum,
-        130 disc, 60 canal CSF, 61 cord.
+        130 disc, 60 canal CSF, 61 cord. :func:`segment_volume_with_confidence` gives the
+        network's confidence as well.
     """
-    from spineage.models.spine_seg import SpineSegNet
-
-    net = model_uri if isinstance(model_uri, SpineSegNet) else load_segmentation_model(model_uri)
-    array = np.asarray(volume.array)
-    if array.ndim != 3:
-        raise UserError(f"Expected a 3D volume to segment, found an array of shape {array.shape}")
-    if min(array.shape) < 2:
-        raise UserError(f"Expected a volume at least 2 voxels along each axis, found shape {array.shape}")
-    classes = segment_classes(net, array, volume.spacing, mixed_precision=mixed_precision)
-    return np.asarray(CLASS_CODES, dtype=np.uint8)[classes]
+    return segment_volume_with_confidence(volume, model_uri, mixed_precision=mixed_precision)[0]
 
 
 def segment_scan(scan: str | Path, out: str | Path, model_uri: str | None = None, *, engine: str = "unet") -> Path:
@@ -524,6 +613,7 @@ class _Scan:
     classes: np.ndarray  # class indices, same grid
     shape: tuple[int, int, int]  # working-grid shape before padding
     foreground: list[np.ndarray] = field(default_factory=list)  # flat indices of each foreground class
+    tissues: np.ndarray | None = None  # synthesis tissue codes (0 in the padding), same grid; None without synthesis
 
 
 TRAIN_SPLIT = "train"
@@ -683,23 +773,35 @@ def _prepare_scan(raw_dir: Path, row: Any, settings: SegmentationSettings) -> _S
     classes = classes_to_working_grid(native, volume.spacing, settings.working_spacing_mm)
     shape = image.shape
     pad = [(0, max(0, p - s)) for p, s in zip(settings.patch_size, shape)]
+    tissues = None
+    if settings.synthesis:
+        from spineage.imaging.synthesis import tissue_map
+
+        tissues = np.pad(
+            tissue_map(image, classes, settings.synthesis_background_tissues, settings.synthesis_spine_tissues, seed=settings.seed),
+            pad,
+        )
     image = np.pad(image, pad, constant_values=float(np.percentile(image, 1)))
     classes = np.pad(classes, pad)
     foreground = [np.flatnonzero(classes == index) for index in range(1, len(CLASS_NAMES))]
-    return _Scan(row.series_id, row.subject_id, image, classes, shape, foreground)
+    return _Scan(row.series_id, row.subject_id, image, classes, shape, foreground, tissues)
 
 
-def _random_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A patch of the scan: two times in three centred on a voxel of a random foreground class (the
-    small classes, discs and cord, would otherwise be rare), else anywhere; flipped left-right half the time."""
+def _crop_start(scan: _Scan, patch: Sequence[int], rng: np.random.Generator) -> list[int]:
+    """Where a crop starts: two times in three centred on a voxel of a random foreground class (the
+    small classes, discs and cord, would otherwise be rare), else anywhere."""
     shape = scan.image.shape
     present = [voxels for voxels in scan.foreground if voxels.size]
     if present and rng.random() < 2 / 3:
         voxels = present[rng.integers(len(present))]
         centre = np.unravel_index(voxels[rng.integers(voxels.size)], shape)
-        start = [int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, patch, shape)]
-    else:
-        start = [int(rng.integers(0, s - p + 1)) for p, s in zip(patch, shape)]
+        return [int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, patch, shape)]
+    return [int(rng.integers(0, s - p + 1)) for p, s in zip(patch, shape)]
+
+
+def _random_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A patch of the scan (see :func:`_crop_start`), flipped left-right half the time."""
+    start = _crop_start(scan, patch, rng)
     window = tuple(slice(b, b + p) for b, p in zip(start, patch))
     image, classes = scan.image[window], scan.classes[window]
     if rng.random() < 0.5:  # left-right mirror: the only flip that keeps the anatomy plausible
@@ -707,6 +809,30 @@ def _random_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator) ->
     # Scanner gain and offset differ between sites: vary them a little.
     image = image * np.float32(rng.uniform(0.85, 1.15)) + np.float32(rng.uniform(-0.1, 0.1))
     return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(classes)
+
+
+SYNTHESIS_MARGIN = 0.25
+"""Share of the patch added on each side of a synthesis crop: room for rotation and scaling to draw from."""
+
+
+def _synthesis_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator, transform: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A synthesised training pair from a crop of the scan's tissues (and its image) a margin larger than the patch."""
+    import torch
+
+    start = _crop_start(scan, patch, rng)
+    margin = [int(math.ceil(p * SYNTHESIS_MARGIN)) for p in patch]
+    low = [b - m for b, m in zip(start, margin)]
+    high = [b + p + m for b, p, m in zip(start, patch, margin)]
+    shape = scan.image.shape
+    window = tuple(slice(max(0, lo), min(s, hi)) for lo, hi, s in zip(low, high, shape))
+    pad = [(max(0, -lo), max(0, hi - s)) for lo, hi, s in zip(low, high, shape)]
+    tissues = np.pad(scan.tissues[window], pad)  # 0: outside the field of view
+    image = np.pad(scan.image[window], pad)
+    pair = transform({"tissue": torch.from_numpy(tissues[None].astype(np.int64)), "image": torch.from_numpy(image[None].copy())})
+    return (
+        np.ascontiguousarray(np.asarray(pair["image"][0], dtype=np.float32)),
+        np.ascontiguousarray(np.asarray(pair["label"][0], dtype=np.uint8)),
+    )
 
 
 # --------------------------------------------------------------------------- training
@@ -932,6 +1058,13 @@ def train_segmentation(
 
     set_determinism(seed=settings.seed)
     rng = np.random.default_rng(settings.seed)
+    synthesise = None
+    if settings.synthesis:
+        from spineage.imaging.synthesis import synthesis_transform, tissue_classes
+
+        lookup = tissue_classes(settings.synthesis_background_tissues, settings.synthesis_spine_tissues)
+        synthesise = synthesis_transform(settings.patch_size, len(lookup), lookup, settings.synthesis_settings())
+        synthesise.set_random_state(seed=settings.seed)
     device = _default_device()
     net = SpineSegNet(channels=settings.channels, working_spacing=settings.working_spacing_mm, patch_size=settings.patch_size)
     net = net.to(device)
@@ -967,7 +1100,10 @@ def train_segmentation(
             losses = []
             for step in range(steps_per_epoch):
                 picked = [order[(step * settings.batch_size + i) % len(order)] for i in range(settings.batch_size)]
-                crops = [_random_crop(scans["train"][i], settings.patch_size, rng) for i in picked]
+                if synthesise is not None:
+                    crops = [_synthesis_crop(scans["train"][i], settings.patch_size, rng, synthesise) for i in picked]
+                else:
+                    crops = [_random_crop(scans["train"][i], settings.patch_size, rng) for i in picked]
                 images = torch.from_numpy(np.stack([c[0] for c in crops]))[:, None].to(device)
                 targets = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))[:, None].to(device)
                 if device.type == "cpu":

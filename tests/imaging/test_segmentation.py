@@ -471,3 +471,60 @@ def test_segment_volume_runs_on_a_real_mri(tracking) -> None:
     segmentation = segment_volume(volume, f"models:/{MODEL_NAME}@candidate")
     assert segmentation.shape == volume.shape
     assert set(np.unique(segmentation)) <= set(CLASS_CODES)
+
+
+# --------------------------------------------------------------------------- training batches
+
+
+def _tiny_scan(seed: int, synthesis: bool):
+    from spineage.imaging.segmentation import _Scan
+    from spineage.imaging.synthesis import tissue_map
+
+    image, labels = tiny_spine(seed)
+    classes = merge_spine_labels(labels)
+    normalised = (image / 1000.0).astype(np.float32)
+    tissues = tissue_map(normalised, classes, 3, (2, 2, 1, 1)) if synthesis else None
+    foreground = [np.flatnonzero(classes == index) for index in range(1, len(CLASS_NAMES))]
+    return _Scan(f"s{seed}", f"sub{seed}", normalised, classes, classes.shape, foreground, tissues)
+
+
+@pytest.mark.parametrize("synthesis", [False, True])
+def test_prefetched_batches_are_the_batches_of_the_seed_in_order(synthesis: bool) -> None:
+    from spineage.imaging.segmentation import _prefetched, _training_batches
+    from spineage.imaging.synthesis import synthesis_transform, tissue_classes
+
+    settings = replace(TINY, epochs=2, batch_size=2, synthesis=synthesis, synthesis_background_tissues=3)
+    scans = [_tiny_scan(seed, synthesis) for seed in range(3)]
+
+    def batches():
+        transform = None
+        if synthesis:
+            lookup = tissue_classes(3, (2, 2, 1, 1))
+            transform = synthesis_transform(settings.patch_size, len(lookup), lookup, settings.synthesis_settings())
+            transform.set_random_state(seed=5)
+        return _training_batches(scans, settings, np.random.default_rng(5), transform, steps_per_epoch=2)
+
+    direct = list(batches())
+    with _prefetched(batches()) as ahead:
+        fetched = list(ahead)
+    assert len(direct) == len(fetched) == 4
+    for one, other in zip(direct, fetched):
+        for (image_a, label_a), (image_b, label_b) in zip(one, other):
+            assert image_a.shape == tuple(settings.patch_size) == label_a.shape
+            np.testing.assert_array_equal(image_a, image_b)
+            np.testing.assert_array_equal(label_a, label_b)
+    # Different steps see different crops.
+    assert not np.array_equal(direct[0][0][0], direct[1][0][0])
+
+
+def test_an_error_while_cutting_crops_reaches_the_training_loop() -> None:
+    from spineage.imaging.segmentation import _prefetched
+
+    def failing():
+        yield 1
+        raise ValueError("broken crop")
+
+    with _prefetched(failing()) as ahead:
+        assert next(ahead) == 1
+        with pytest.raises(ValueError, match="broken crop"):
+            next(ahead)

@@ -6,9 +6,16 @@ sacrum, 27), disc (31-56), canal CSF (60) and cord (61). It works on a coarse
 grid (``working_spacing_mm`` of params.yaml, 4 x 2.5 x 2.5 mm by default: at 4 mm
 isotropic, resampling alone caps disc Dice on the native grid near 0.83), on
 intensities scaled by robust percentiles, and predicts whole scans with a
-sliding window, keeping the largest connected spine component. Training logs
-one MLflow run and registers a new version of ``spine-seg-mri`` with the alias
-``candidate``.
+sliding window, keeping the largest connected spine component. With
+``synthesis: true`` (the default) it never learns one scanner's contrast: every
+training crop is a new image synthesised from the label map, SynthSeg-style
+(:mod:`spineage.imaging.synthesis`), so that it transfers to real scans.
+Training logs one MLflow run and registers a new version of ``spine-seg-mri``
+with the alias ``candidate``.
+
+:func:`segment_volume_with_confidence` adds how sure the network is (the mean
+top-class probability inside the segmented spine), which ``spineage predict``
+flags scans by.
 
 The ``segment`` stage (``spineage segment train --cohort ... --out models/spine-seg
 --reports reports/segment``, :func:`train_segmentation`) trains on the labelled
@@ -205,6 +212,8 @@ class SegmentationSettings:
     synthesis_bias: float = 0.1
     synthesis_max_blur_voxels: float = 1.2
     synthesis_noise: float = 0.06
+    synthesis_texture: float = 0.15
+    synthesis_cord_growth_probability: float = 0.3
     synthesis_field_of_view_probability: float = 0.35
     seed: int = 0
 
@@ -267,6 +276,8 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
             ("synthesis_bias", 0.0, 2.0),
             ("synthesis_max_blur_voxels", 0.0, 5.0),
             ("synthesis_noise", 0.0, 0.5),
+            ("synthesis_texture", 0.0, 1.0),
+            ("synthesis_cord_growth_probability", 0.0, 1.0),
             ("synthesis_field_of_view_probability", 0.0, 1.0),
         )
     }
@@ -336,12 +347,21 @@ def _resize(tensor: "torch.Tensor", shape: Sequence[int]) -> "torch.Tensor":
 def image_to_working_grid(
     image: np.ndarray, spacing: Sequence[float], working_spacing: Sequence[float], percentiles: Sequence[float] = (0.5, 99.5)
 ) -> np.ndarray:
-    """Normalised intensities resampled (trilinear) to the working spacing, float32 (X, Y, Z)."""
-    import torch
+    """Normalised intensities resampled (trilinear) to the working spacing, float32 (X, Y, Z).
 
-    normalised = torch.from_numpy(normalise_intensity(image, percentiles))[None, None]
+    Along an axis whose voxels grow by more than half (a 1 mm scan onto a 4 mm grid), the
+    image is first smoothed with a Gaussian of (factor - 1) / 2 voxels, so that the coarse
+    grid averages what it covers instead of picking single noisy slices (aliasing).
+    """
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    normalised = normalise_intensity(image, percentiles)
+    factors = [float(w) / float(s) for s, w in zip(spacing, working_spacing)]
+    if any(f > 1.5 for f in factors):
+        normalised = gaussian_filter(normalised, sigma=[(f - 1.0) / 2.0 if f > 1.5 else 0.0 for f in factors], mode="nearest")
     shape = working_shape(image.shape, spacing, working_spacing)
-    return _resize(normalised, shape)[0, 0].numpy().astype(np.float32)
+    return _resize(torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))[None, None], shape)[0, 0].numpy().astype(np.float32)
 
 
 def classes_to_working_grid(classes: np.ndarray, spacing: Sequence[float], working_spacing: Sequence[float]) -> np.ndarray:
@@ -835,6 +855,79 @@ def _synthesis_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator,
     )
 
 
+def _training_batches(
+    scans: list[_Scan], settings: SegmentationSettings, rng: np.random.Generator, synthesise: Any, steps_per_epoch: int
+) -> Any:
+    """Every training batch of the run in order: per epoch a seeded shuffle of the scans, one crop of each."""
+    for _ in range(settings.epochs):
+        order = rng.permutation(len(scans))
+        for step in range(steps_per_epoch):
+            picked = [order[(step * settings.batch_size + i) % len(order)] for i in range(settings.batch_size)]
+            if synthesise is not None:
+                yield [_synthesis_crop(scans[i], settings.patch_size, rng, synthesise) for i in picked]
+            else:
+                yield [_random_crop(scans[i], settings.patch_size, rng) for i in picked]
+
+
+class _prefetched:
+    """Run a generator in a background thread, ``depth`` items ahead (the same items in the same order).
+
+    numpy and torch release the GIL in their heavy loops, so cutting and synthesising the
+    next batch overlaps with the network's step on another core.
+    """
+
+    _DONE = object()
+
+    def __init__(self, generator: Any, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._generator = generator
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        import queue
+
+        try:
+            for item in self._generator:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:  # the consumer is still busy
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put(self._DONE)
+        except BaseException as error:  # handed to the consumer, raised there
+            self._queue.put(error)
+
+    def __iter__(self) -> "_prefetched":
+        return self
+
+    def __next__(self) -> Any:
+        item = self._queue.get()
+        if item is self._DONE:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop the thread (the batches not taken are dropped)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "_prefetched":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -1094,37 +1187,34 @@ def train_segmentation(
         })
         mlflow.set_tags({"model_name": MODEL_NAME, "task": "segmentation"})
         epochs = tqdm(range(settings.epochs), desc="training", unit="epoch", disable=not progress, file=sys.stderr)
-        for epoch in epochs:
-            net.train()
-            order = rng.permutation(len(scans["train"]))
-            losses = []
-            for step in range(steps_per_epoch):
-                picked = [order[(step * settings.batch_size + i) % len(order)] for i in range(settings.batch_size)]
-                if synthesise is not None:
-                    crops = [_synthesis_crop(scans["train"][i], settings.patch_size, rng, synthesise) for i in picked]
-                else:
-                    crops = [_random_crop(scans["train"][i], settings.patch_size, rng) for i in picked]
-                images = torch.from_numpy(np.stack([c[0] for c in crops]))[:, None].to(device)
-                targets = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))[:, None].to(device)
-                if device.type == "cpu":
-                    images = images.contiguous(memory_format=torch.channels_last_3d)
-                optimiser.zero_grad(set_to_none=True)
-                with _autocast(device, settings.mixed_precision, settings.cpu_bfloat16):
-                    logits = net(images)
-                loss = loss_function(logits.float(), targets)
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
-                schedule.step()
-                losses.append(float(loss.detach()))
-            epoch_loss = float(np.mean(losses))
-            history.append(epoch_loss)
-            validation = _mean_scores([_working_grid_dice(net, s, settings) for s in scans["monitor"]])
-            mlflow.log_metrics(
-                {"train_loss": epoch_loss, "lr": schedule.get_last_lr()[0], **{f"val_dice_{k}": v for k, v in validation.items() if not math.isnan(v)}},
-                step=epoch,
-            )
-            epochs.set_postfix(loss=f"{epoch_loss:.3f}", vertebra=f"{validation['vertebra']:.3f}", disc=f"{validation['disc']:.3f}")
+        # Crops are cut (and synthesised) in a thread one batch ahead, on a core the network leaves free.
+        with _prefetched(_training_batches(scans["train"], settings, rng, synthesise, steps_per_epoch)) as batches:
+            for epoch in epochs:
+                net.train()
+                losses = []
+                for step in range(steps_per_epoch):
+                    crops = next(batches)
+                    images = torch.from_numpy(np.stack([c[0] for c in crops]))[:, None].to(device)
+                    targets = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))[:, None].to(device)
+                    if device.type == "cpu":
+                        images = images.contiguous(memory_format=torch.channels_last_3d)
+                    optimiser.zero_grad(set_to_none=True)
+                    with _autocast(device, settings.mixed_precision, settings.cpu_bfloat16):
+                        logits = net(images)
+                    loss = loss_function(logits.float(), targets)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimiser)
+                    scaler.update()
+                    schedule.step()
+                    losses.append(float(loss.detach()))
+                epoch_loss = float(np.mean(losses))
+                history.append(epoch_loss)
+                validation = _mean_scores([_working_grid_dice(net, s, settings) for s in scans["monitor"]])
+                mlflow.log_metrics(
+                    {"train_loss": epoch_loss, "lr": schedule.get_last_lr()[0], **{f"val_dice_{k}": v for k, v in validation.items() if not math.isnan(v)}},
+                    step=epoch,
+                )
+                epochs.set_postfix(loss=f"{epoch_loss:.3f}", vertebra=f"{validation['vertebra']:.3f}", disc=f"{validation['disc']:.3f}")
         seconds = time.perf_counter() - started
         if not history or not math.isfinite(history[-1]):
             # Registering would move @candidate to a network that did not learn.

@@ -188,6 +188,9 @@ class SegmentationSettings:
             :mod:`spineage.imaging.synthesis`) instead of the phantom's one contrast.
         synthesis_*: the ranges of the synthesis's random draws (the fields of
             :class:`~spineage.imaging.synthesis.SynthesisSettings` of the same names).
+        initial_model: a model folder (an earlier ``--out``) or MLflow model URI whose weights
+            training starts from (a longer pre-training's checkpoint); "" starts from scratch.
+            Its channels, working spacing and patch size must be these.
         seed: drives the split, the crops and the initial weights (params.yaml's ``seed``).
     """
 
@@ -205,7 +208,7 @@ class SegmentationSettings:
     synthesis: bool = True
     synthesis_background_tissues: int = 8
     synthesis_spine_tissues: tuple[int, int, int, int] = (2, 2, 1, 1)
-    synthesis_real_image_fraction: float = 0.2
+    synthesis_real_image_fraction: float = 0.35
     synthesis_rotation_deg: float = 15.0
     synthesis_scaling: float = 0.15
     synthesis_elastic: float = 0.15
@@ -214,7 +217,8 @@ class SegmentationSettings:
     synthesis_noise: float = 0.06
     synthesis_texture: float = 0.15
     synthesis_cord_growth_probability: float = 0.3
-    synthesis_field_of_view_probability: float = 0.35
+    synthesis_field_of_view_probability: float = 0.2
+    initial_model: str = ""
     seed: int = 0
 
     def synthesis_settings(self) -> "SynthesisSettings":
@@ -240,6 +244,14 @@ def _number(section: dict[str, Any], key: str, default: float, low: float, high:
 
 def _numbers(section: dict[str, Any], key: str, default: Sequence, count: int | None, low: float, high: float, integer: bool) -> tuple:
     return numbers(section, key, default, "segmentation", count, low, high, integer)
+
+
+def _initial_model(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UserError(f"Expected a model folder, an MLflow model URI or nothing for segmentation.initial_model, found {value!r}")
+    return value.strip()
 
 
 def parse_segmentation_settings(section: Any) -> SegmentationSettings:
@@ -297,6 +309,7 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
             _number(section, "synthesis_background_tissues", defaults.synthesis_background_tissues, 1, 64, integer=True)
         ),
         synthesis_spine_tissues=_numbers(section, "synthesis_spine_tissues", defaults.synthesis_spine_tissues, 4, 1, 16, integer=True),
+        initial_model=_initial_model(section.get("initial_model", defaults.initial_model)),
         **synthesis_ranges,
         **switches,
     )
@@ -470,9 +483,16 @@ def segment_classes(net: "SpineSegNet", image: np.ndarray, spacing: Sequence[flo
     taking the most probable class (smoother borders than resampling labels);
     only the largest connected spine component is kept (:func:`keep_largest_component`).
     """
+    return segment_classes_with_confidence(net, image, spacing, mixed_precision=mixed_precision)[0]
+
+
+def segment_classes_with_confidence(
+    net: "SpineSegNet", image: np.ndarray, spacing: Sequence[float], *, mixed_precision: bool = True
+) -> tuple[np.ndarray, float]:
+    """:func:`segment_classes` and the network's confidence (:func:`spine_confidence` on the working grid)."""
     work = image_to_working_grid(image, spacing, net.working_spacing, net.intensity_percentiles)
     probabilities = predict_probabilities(net, work, mixed_precision=mixed_precision)
-    return keep_largest_component(_classes_on_grid(probabilities, image.shape))
+    return keep_largest_component(_classes_on_grid(probabilities, image.shape)), spine_confidence(probabilities)
 
 
 @functools.lru_cache(maxsize=4)
@@ -542,11 +562,7 @@ def segment_volume_with_confidence(
     from spineage.models.spine_seg import SpineSegNet
 
     net = model_uri if isinstance(model_uri, SpineSegNet) else load_segmentation_model(model_uri)
-    array = _checked_array(volume)
-    work = image_to_working_grid(array, volume.spacing, net.working_spacing, net.intensity_percentiles)
-    probabilities = predict_probabilities(net, work, mixed_precision=mixed_precision)
-    confidence = spine_confidence(probabilities)
-    classes = keep_largest_component(_classes_on_grid(probabilities, array.shape))
+    classes, confidence = segment_classes_with_confidence(net, _checked_array(volume), volume.spacing, mixed_precision=mixed_precision)
     return np.asarray(CLASS_CODES, dtype=np.uint8)[classes], confidence
 
 
@@ -951,6 +967,7 @@ class SegmentationResult:
             ``role`` (train or held_out) and, for a held-out one, ``dice_<class>``, ``dice_mean``
             and ``seconds`` (segmenting it, as ``segment_volume`` does).
         model_folder: where the model was written (``--out``), if anywhere.
+        synthesis: trained on synthesised images (``settings.synthesis``).
     """
 
     run_id: str
@@ -966,6 +983,7 @@ class SegmentationResult:
     dice_by_split: dict[str, dict[str, float]] = field(default_factory=dict)
     series: tuple[dict[str, Any], ...] = ()
     model_folder: Path | None = None
+    synthesis: bool = False
 
     @property
     def train_series(self) -> list[str]:
@@ -1019,8 +1037,8 @@ def score_held_out(net: "SpineSegNet", raw_dir: Path, rows: Any, settings: Segme
 
     Returns:
         One row per scan: ``series_id``, ``subject_id``, ``split``, ``age``, ``role`` (held_out),
-        ``dice_<class>`` for each spine class and ``dice_mean`` on the scan's own grid, and
-        ``seconds`` (segmenting it, loading aside).
+        ``dice_<class>`` for each spine class and ``dice_mean`` on the scan's own grid,
+        ``confidence`` (:func:`spine_confidence`) and ``seconds`` (segmenting it, loading aside).
     """
     from tqdm import tqdm
 
@@ -1031,12 +1049,14 @@ def score_held_out(net: "SpineSegNet", raw_dir: Path, rows: Any, settings: Segme
         volume = load_volume(raw_dir / row.image)
         truth = merge_spine_labels(load_label_like(raw_dir / row.label, volume))
         started = time.perf_counter()
-        predicted = segment_classes(net, np.asarray(volume.array), volume.spacing, mixed_precision=settings.mixed_precision)
+        predicted, confidence = segment_classes_with_confidence(
+            net, np.asarray(volume.array), volume.spacing, mixed_precision=settings.mixed_precision
+        )
         seconds = time.perf_counter() - started
         scores = _with_mean(dice_per_class(predicted, truth))
         scored.append({
             "series_id": row.series_id, "subject_id": row.subject_id, "split": row.split, "age": row.age, "role": HELD_OUT,
-            **{f"dice_{name}": value for name, value in scores.items()}, "seconds": seconds,
+            **{f"dice_{name}": value for name, value in scores.items()}, "confidence": confidence, "seconds": seconds,
         })
     return scored
 
@@ -1083,6 +1103,39 @@ def export_model(model_uri: str, out: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def initial_weights(settings: SegmentationSettings) -> "SpineSegNet":
+    """The network ``settings.initial_model`` names, checked to have the settings' architecture and grid.
+
+    Raises:
+        UserError: if it cannot be loaded, is not a spine segmentation model, or differs in
+            channels, working spacing or patch size.
+    """
+    from spineage.models.spine_seg import SpineSegNet
+
+    source = settings.initial_model
+    if "://" not in source and not source.startswith("models:/"):
+        folder = Path(source)
+        if not (folder / "MLmodel").is_file():
+            raise UserError(f"Expected segmentation.initial_model {source} to be a model folder (with an MLmodel file), found none")
+        source = str(folder.resolve())
+    import mlflow.pytorch
+
+    try:
+        net = mlflow.pytorch.load_model(source, map_location="cpu")
+    except Exception as error:  # MLflow raises several kinds for a missing or unreadable model
+        raise UserError(f"Expected a segmentation model at segmentation.initial_model {settings.initial_model}, found an error: {error}") from None
+    if not isinstance(net, SpineSegNet):
+        raise UserError(f"Expected a spine segmentation model (SpineSegNet) at {settings.initial_model}, found a {type(net).__name__}")
+    wanted = (tuple(settings.channels), tuple(settings.working_spacing_mm), tuple(settings.patch_size))
+    found = (net.channels, net.working_spacing, net.patch_size)
+    if found != wanted:
+        raise UserError(
+            f"Expected segmentation.initial_model {settings.initial_model} with channels, working spacing and patch size "
+            f"{wanted}, found {found}"
+        )
+    return net
 
 
 def train_segmentation(
@@ -1138,6 +1191,8 @@ def train_segmentation(
     if out is not None:
         out = _check_model_folder(Path(out))  # before minutes of training
     chosen = choose_scans(raw_dir, settings, cohort)
+    if settings.initial_model:
+        initial_weights(settings)  # before minutes of loading
     configure_mlflow(EXPERIMENT)  # fail early on an unusable tracking store, before minutes of loading
     # Scored every epoch on the working grid: a few held-out scans, the validation split's first.
     monitor = chosen.held_out.assign(_order=(chosen.held_out.split != "validation")).sort_values(["_order", "series_id"])
@@ -1160,6 +1215,8 @@ def train_segmentation(
         synthesise.set_random_state(seed=settings.seed)
     device = _default_device()
     net = SpineSegNet(channels=settings.channels, working_spacing=settings.working_spacing_mm, patch_size=settings.patch_size)
+    if settings.initial_model:
+        net.load_state_dict(initial_weights(settings).state_dict())
     net = net.to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last_3d)
@@ -1276,6 +1333,7 @@ def train_segmentation(
         dice_by_split=by_split,
         series=tuple(trained_on + scored),
         model_folder=out,
+        synthesis=settings.synthesis,
     )
     if reports is not None:
         write_segmentation_reports(result, reports)
@@ -1414,7 +1472,8 @@ def segment_with_totalspineseg(path: str | Path, *, device: str | None = None) -
 
 
 SERIES_COLUMNS: tuple[str, ...] = (
-    "series_id", "subject_id", "split", "age", "role", *(f"dice_{name}" for name in CLASS_NAMES[1:]), "dice_mean", "seconds",
+    "series_id", "subject_id", "split", "age", "role", *(f"dice_{name}" for name in CLASS_NAMES[1:]), "dice_mean", "confidence",
+    "seconds",
 )
 """Columns of ``series.csv``: every series a training run used, the held-out ones with their Dice."""
 
@@ -1441,6 +1500,9 @@ def write_metrics(result: SegmentationResult, path: str | Path) -> Path:
         "final_loss": round(result.final_loss, 4),
         "train_seconds": round(result.seconds, 1),
         "inference_seconds_per_scan": None if math.isnan(result.inference_seconds) else round(result.inference_seconds, 3),
+        # What a phantom scan scores: the yardstick for spineage predict's segmentation-confidence flag on new scans.
+        "confidence_median": round(float(np.median([row["confidence"] for row in held_out])), 4) if held_out else None,
+        "synthesis": result.synthesis,
     }
     return write_json_atomic(Path(path), payload)
 

@@ -78,7 +78,7 @@ class SynthesisSettings:
 
     background_tissues: int = 8
     spine_tissues: tuple[int, int, int, int] = (2, 2, 1, 1)
-    real_image_fraction: float = 0.2
+    real_image_fraction: float = 0.35
     rotation_deg: float = 15.0
     scaling: float = 0.15
     elastic: float = 0.15
@@ -87,7 +87,7 @@ class SynthesisSettings:
     noise: float = 0.06
     texture: float = 0.15
     cord_growth_probability: float = 0.3
-    field_of_view_probability: float = 0.35
+    field_of_view_probability: float = 0.2
 
 
 # --------------------------------------------------------------------------- tissues

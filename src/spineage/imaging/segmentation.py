@@ -216,7 +216,7 @@ class SegmentationSettings:
     synthesis_max_blur_voxels: float = 1.2
     synthesis_noise: float = 0.06
     synthesis_texture: float = 0.15
-    synthesis_cord_growth_probability: float = 0.3
+    synthesis_cord_growth_probability: float = 0.0
     synthesis_field_of_view_probability: float = 0.2
     initial_model: str = ""
     seed: int = 0

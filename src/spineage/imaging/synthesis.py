@@ -86,7 +86,7 @@ class SynthesisSettings:
     max_blur_voxels: float = 1.2
     noise: float = 0.06
     texture: float = 0.15
-    cord_growth_probability: float = 0.3
+    cord_growth_probability: float = 0.0
     field_of_view_probability: float = 0.2
 
 

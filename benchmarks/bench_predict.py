@@ -61,7 +61,7 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     # (label, module, function): the functions predict_scan calls for a 3D scan, looked up at call time.
     ("find the kind", "spineage.inference.predict", "scan_kind"),
     ("load", "spineage.imaging.io", "load_volume"),
-    ("segment", "spineage.inference.predict", "segment_with_confidence"),
+    ("segment", "spineage.imaging.segmentation", "segment_volume_with_confidence"),
     ("  working grid", "spineage.imaging.segmentation", "image_to_working_grid"),
     ("  segmenter network", "spineage.imaging.segmentation", "predict_probabilities"),
     ("  largest component (x2)", "spineage.imaging.segmentation", "keep_largest_component"),
@@ -207,7 +207,7 @@ def main() -> None:
         calls = len(values) // args.repeats  # calls per scan (the largest component: twice)
         per_run[label] = [sum(values[r * calls:(r + 1) * calls]) for r in range(args.repeats)]
     # What the wrapped functions leave uncounted, run by run: the segmenter's probabilities back on the scan's
-    # grid and its confidence (inside segment_with_confidence), and the rest of predict_scan.
+    # grid and its confidence (inside segment_volume_with_confidence), and the rest of predict_scan.
     nested = [label for label in per_run if label.startswith(NESTED)]
     per_run[SEGMENT_REST] = [per_run["segment"][r] - sum(per_run[label][r] for label in nested) for r in range(args.repeats)]
     top_level = [label for label in per_run if not label.startswith(NESTED)]

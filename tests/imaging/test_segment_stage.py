@@ -141,6 +141,10 @@ def test_the_stage_trains_on_the_train_split_and_reports_dice_by_structure_and_s
     assert metrics["dice"]["vertebra"] == pytest.approx(held_out["dice_vertebra"].mean(), abs=1e-3)
     assert metrics["dice_by_split"]["test"]["disc"] == pytest.approx(held_out.set_index("series_id").at["mri-6", "dice_disc"], abs=1e-3)
     assert metrics["inference_seconds_per_scan"] > 0
+    # Each held-out scan's confidence; the tiny run trained on synthesised images (the default).
+    assert held_out.confidence.between(0, 1).all() and series.loc[series.role == "train", "confidence"].isna().all()
+    assert metrics["confidence_median"] == pytest.approx(held_out.confidence.median(), abs=1e-3)
+    assert metrics["synthesis"] is True
 
 
 @pytest.mark.slow
@@ -165,6 +169,37 @@ def test_the_stage_registers_a_candidate_and_writes_the_same_model_to_its_folder
     from_folder = segment_volume(volume, str(folder / "model"))
     assert np.array_equal(from_folder, segment_volume(volume, f"models:/{MODEL_NAME}@candidate"))
     assert set(np.unique(from_folder)) <= set(CLASS_CODES)
+
+
+@pytest.mark.slow
+def test_training_can_start_from_the_stages_model_folder(stage) -> None:
+    import torch
+
+    from spineage.imaging.segmentation import initial_weights
+    from spineage.models.spine_seg import SpineSegNet
+
+    folder = stage[0]
+    assert stage[4].exit_code == 0, stage[4].output
+    start = initial_weights(replace(TINY, initial_model=str(folder / "model")))
+    import mlflow.pytorch
+
+    exported = mlflow.pytorch.load_model(str(folder / "model"), map_location="cpu")
+    for name, value in exported.state_dict().items():
+        assert torch.equal(start.state_dict()[name], value), name
+    fresh = SpineSegNet(channels=TINY.channels, working_spacing=TINY.working_spacing_mm, patch_size=TINY.patch_size)
+    fresh.load_state_dict(start.state_dict())  # the same architecture: loads without a missing or extra key
+    with pytest.raises(UserError, match="channels, working spacing and patch size"):
+        initial_weights(replace(TINY, channels=(8, 16, 32), initial_model=str(folder / "model")))
+
+
+def test_an_initial_model_that_is_not_a_model_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    from spineage.imaging.segmentation import initial_weights, parse_segmentation_settings
+
+    with pytest.raises(UserError, match="to be a model folder"):
+        initial_weights(replace(TINY, initial_model=str(tmp_path)))
+    with pytest.raises(UserError, match="segmentation.initial_model"):
+        parse_segmentation_settings({"initial_model": 3})
+    assert parse_segmentation_settings({"initial_model": None}).initial_model == ""
 
 
 @pytest.mark.slow

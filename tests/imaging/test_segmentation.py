@@ -349,6 +349,54 @@ def test_totalspineseg_without_weights_is_unavailable(tmp_path: Path, monkeypatc
     assert totalspineseg_available()
 
 
+TOTALSPINESEG_CLASSES: dict[int, str] = {
+    1: "spinal_cord", 2: "spinal_canal",
+    **{10 + i: f"vertebrae_C{i}" for i in range(1, 8)},
+    **{20 + i: f"vertebrae_T{i}" for i in range(1, 13)},
+    **{40 + i: f"vertebrae_L{i}" for i in range(1, 6)},
+    50: "sacrum",
+    63: "disc_C2_C3", 64: "disc_C3_C4", 65: "disc_C4_C5", 66: "disc_C5_C6", 67: "disc_C6_C7", 71: "disc_C7_T1",
+    **{71 + i: f"disc_T{i}_T{i + 1}" for i in range(1, 12)},
+    91: "disc_T12_L1", 92: "disc_L1_L2", 93: "disc_L2_L3", 94: "disc_L3_L4", 95: "disc_L4_L5", 100: "disc_L5_S",
+}
+"""TotalSpineSeg's final (step2_output) classes as its README's "List of Classes" documents them."""
+
+
+def phantom_code_of_totalspineseg_name(name: str) -> int:
+    """The phantom code a TotalSpineSeg class name means, read from the name alone."""
+    from spineage.labels import CANAL_LABEL, CORD_LABEL, SACRUM_LABEL, disc_label, vertebra_label
+
+    if name in ("spinal_cord", "spinal_canal", "sacrum"):
+        return {"spinal_cord": CORD_LABEL, "spinal_canal": CANAL_LABEL, "sacrum": SACRUM_LABEL}[name]
+    kind, *levels = name.split("_")
+    if kind == "vertebrae":
+        return VERTEBRA_CODE if levels[0] == "C1" else vertebra_label(levels[0])
+    return disc_label(levels[0])  # a disc is keyed by the vertebra above it
+
+
+def test_totalspineseg_documented_label_map_maps_to_the_phantoms_codes() -> None:
+    # A label map written in TotalSpineSeg's documented codes: one slab per class, background between.
+    codes = sorted(TOTALSPINESEG_CLASSES)
+    volume = np.zeros((3, 4, 2 * len(codes)), dtype=np.int16)
+    for i, code in enumerate(codes):
+        volume[:, :, 2 * i] = code
+    mapped = totalspineseg_to_phantom(volume)
+    assert mapped.shape == volume.shape and mapped.dtype == np.int16
+    assert (mapped[:, :, 1::2] == 0).all()
+    for i, code in enumerate(codes):
+        expected = phantom_code_of_totalspineseg_name(TOTALSPINESEG_CLASSES[code])
+        assert (mapped[:, :, 2 * i] == expected).all(), (code, TOTALSPINESEG_CLASSES[code])
+    # Every vertebra (C1 included) and the sacrum become vertebra, every disc disc, and so on.
+    merged = merge_spine_labels(mapped[0, 0, ::2])
+    kinds = [TOTALSPINESEG_CLASSES[code].split("_")[0] for code in codes]
+    expected_class = {"spinal": None, "vertebrae": 1, "sacrum": 1, "disc": 2}
+    for kind, name, value in zip(kinds, (TOTALSPINESEG_CLASSES[c] for c in codes), merged):
+        wanted = {"spinal_cord": 4, "spinal_canal": 3}.get(name, expected_class[kind])
+        assert value == wanted, name
+    # Codes TotalSpineSeg does not document stay background.
+    assert totalspineseg_to_phantom(np.array([3, 7, 60, 99, 101])).tolist() == [0, 0, 0, 0, 0]
+
+
 def test_totalspineseg_codes_map_to_the_phantoms() -> None:
     from spineage.labels import disc_label, vertebra_label
 
@@ -363,6 +411,55 @@ def test_totalspineseg_codes_map_to_the_phantoms() -> None:
     assert totalspineseg_to_phantom(np.array([46, 100])).tolist() == [vertebra_label("L6"), disc_label("L6")]
 
 
+# --------------------------------------------------------------------------- confidence
+
+
+def fixed_logit_net(strength: float):
+    """A SpineSegNet whose logits favour vertebra in a central box by ``strength`` and background elsewhere."""
+    import torch
+
+    from spineage.models.spine_seg import SpineSegNet
+
+    class Fixed(SpineSegNet):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            logits = torch.zeros(image.shape[0], 5, *image.shape[2:])
+            logits[:, 0] = 4.0
+            bright = image[:, 0] > 0.5
+            logits[:, 1][bright] = 4.0 + strength
+            return logits
+
+    return Fixed(channels=(4, 8), working_spacing=(4.0, 4.0, 4.0), patch_size=(8, 8, 8)).eval()
+
+
+def test_confidence_is_high_for_a_sure_network_and_lower_for_an_unsure_one() -> None:
+    from types import SimpleNamespace
+
+    from spineage.imaging.segmentation import segment_volume_with_confidence
+
+    array = np.zeros((8, 12, 16), dtype=np.float32)
+    array[2:6, 3:9, 4:12] = 100.0
+    volume = SimpleNamespace(array=array, spacing=(4.0, 4.0, 4.0))
+    sure_labels, sure = segment_volume_with_confidence(volume, fixed_logit_net(8.0))
+    unsure_labels, unsure = segment_volume_with_confidence(volume, fixed_logit_net(0.2))
+    assert sure > 0.99
+    assert 0.5 < unsure < 0.6  # softmax of (4, 4.2, 0, 0, 0): the top class holds about 0.54
+    np.testing.assert_array_equal(sure_labels, unsure_labels)  # the same argmax, different certainty
+    assert set(np.unique(sure_labels)) == {0, VERTEBRA_CODE}
+    assert (sure_labels == VERTEBRA_CODE).sum() > 0.5 * (array > 0).sum()
+    np.testing.assert_array_equal(segment_volume(volume, fixed_logit_net(8.0)), sure_labels)
+
+
+def test_confidence_counts_only_the_largest_spine_component_and_is_zero_without_spine() -> None:
+    from spineage.imaging.segmentation import spine_confidence
+
+    probabilities = np.zeros((5, 1, 1, 10), dtype=np.float32)
+    probabilities[0] = 1.0
+    probabilities[:, 0, 0, 0:4] = np.array([0.1, 0.9, 0.0, 0.0, 0.0])[:, None]  # a large, sure spine piece
+    probabilities[:, 0, 0, 8] = [0.4, 0.6, 0.0, 0.0, 0.0]  # a stray unsure voxel: left out
+    assert spine_confidence(probabilities) == pytest.approx(0.9)
+    assert spine_confidence(np.stack([np.ones((2, 2, 2))] + [np.zeros((2, 2, 2))] * 4)) == 0.0
+
+
 @pytest.mark.slow
 def test_segment_volume_runs_on_a_real_mri(tracking) -> None:
     from spineage.imaging.io import load_volume
@@ -374,3 +471,60 @@ def test_segment_volume_runs_on_a_real_mri(tracking) -> None:
     segmentation = segment_volume(volume, f"models:/{MODEL_NAME}@candidate")
     assert segmentation.shape == volume.shape
     assert set(np.unique(segmentation)) <= set(CLASS_CODES)
+
+
+# --------------------------------------------------------------------------- training batches
+
+
+def _tiny_scan(seed: int, synthesis: bool):
+    from spineage.imaging.segmentation import _Scan
+    from spineage.imaging.synthesis import tissue_map
+
+    image, labels = tiny_spine(seed)
+    classes = merge_spine_labels(labels)
+    normalised = (image / 1000.0).astype(np.float32)
+    tissues = tissue_map(normalised, classes, 3, (2, 2, 1, 1)) if synthesis else None
+    foreground = [np.flatnonzero(classes == index) for index in range(1, len(CLASS_NAMES))]
+    return _Scan(f"s{seed}", f"sub{seed}", normalised, classes, classes.shape, foreground, tissues)
+
+
+@pytest.mark.parametrize("synthesis", [False, True])
+def test_prefetched_batches_are_the_batches_of_the_seed_in_order(synthesis: bool) -> None:
+    from spineage.imaging.segmentation import _prefetched, _training_batches
+    from spineage.imaging.synthesis import synthesis_transform, tissue_classes
+
+    settings = replace(TINY, epochs=2, batch_size=2, synthesis=synthesis, synthesis_background_tissues=3)
+    scans = [_tiny_scan(seed, synthesis) for seed in range(3)]
+
+    def batches():
+        transform = None
+        if synthesis:
+            lookup = tissue_classes(3, (2, 2, 1, 1))
+            transform = synthesis_transform(settings.patch_size, len(lookup), lookup, settings.synthesis_settings())
+            transform.set_random_state(seed=5)
+        return _training_batches(scans, settings, np.random.default_rng(5), transform, steps_per_epoch=2)
+
+    direct = list(batches())
+    with _prefetched(batches()) as ahead:
+        fetched = list(ahead)
+    assert len(direct) == len(fetched) == 4
+    for one, other in zip(direct, fetched):
+        for (image_a, label_a), (image_b, label_b) in zip(one, other):
+            assert image_a.shape == tuple(settings.patch_size) == label_a.shape
+            np.testing.assert_array_equal(image_a, image_b)
+            np.testing.assert_array_equal(label_a, label_b)
+    # Different steps see different crops.
+    assert not np.array_equal(direct[0][0][0], direct[1][0][0])
+
+
+def test_an_error_while_cutting_crops_reaches_the_training_loop() -> None:
+    from spineage.imaging.segmentation import _prefetched
+
+    def failing():
+        yield 1
+        raise ValueError("broken crop")
+
+    with _prefetched(failing()) as ahead:
+        assert next(ahead) == 1
+        with pytest.raises(ValueError, match="broken crop"):
+            next(ahead)

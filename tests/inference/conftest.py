@@ -71,8 +71,8 @@ def mri_reference_of(paths: list[str], ages: list[float], segmenter: Path):
     """The training reference of these MRI scans, measured as ``spineage predict`` measures a new one."""
     from spineage.imaging.io import load_volume
     from spineage.imaging.preprocess import parse_preprocess_settings, preprocess_volume
-    from spineage.imaging.segmentation import load_segmentation_model
-    from spineage.inference.predict import _mri_measurements, segment_with_confidence
+    from spineage.imaging.segmentation import load_segmentation_model, segment_volume_with_confidence
+    from spineage.inference.predict import _mri_measurements
     from spineage.inference.reference import TrainingReference
 
     preprocessing = mri_preprocessing(segmenter)
@@ -82,7 +82,7 @@ def mri_reference_of(paths: list[str], ages: list[float], segmenter: Path):
     rows = []
     for path in paths:
         volume = load_volume(path)
-        labels, _ = segment_with_confidence(net, volume)
+        labels, _ = segment_volume_with_confidence(volume, net)
         _, record = preprocess_volume(volume, labels, settings)
         rows.append(_mri_measurements(volume, record))
     measurements = pd.DataFrame(rows)

@@ -6,9 +6,16 @@ sacrum, 27), disc (31-56), canal CSF (60) and cord (61). It works on a coarse
 grid (``working_spacing_mm`` of params.yaml, 4 x 2.5 x 2.5 mm by default: at 4 mm
 isotropic, resampling alone caps disc Dice on the native grid near 0.83), on
 intensities scaled by robust percentiles, and predicts whole scans with a
-sliding window, keeping the largest connected spine component. Training logs
-one MLflow run and registers a new version of ``spine-seg-mri`` with the alias
-``candidate``.
+sliding window, keeping the largest connected spine component. With
+``synthesis: true`` (the default) it never learns one scanner's contrast: every
+training crop is a new image synthesised from the label map, SynthSeg-style
+(:mod:`spineage.imaging.synthesis`), so that it transfers to real scans.
+Training logs one MLflow run and registers a new version of ``spine-seg-mri``
+with the alias ``candidate``.
+
+:func:`segment_volume_with_confidence` adds how sure the network is (the mean
+top-class probability inside the segmented spine), which ``spineage predict``
+flags scans by.
 
 The ``segment`` stage (``spineage segment train --cohort ... --out models/spine-seg
 --reports reports/segment``, :func:`train_segmentation`) trains on the labelled
@@ -70,6 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from spineage.imaging.io import Volume
+    from spineage.imaging.synthesis import SynthesisSettings
     from spineage.models.spine_seg import SpineSegNet
 
 MODEL_NAME = "spine-seg-mri"
@@ -176,6 +184,13 @@ class SegmentationSettings:
         cpu_bfloat16: bfloat16 autocast on CPU. Off by default: for this small U-Net it
             was 1.4-1.7 times slower per step than float32 with channels-last memory
             on an AVX-512-bf16 CPU (conversions outweigh the cheaper convolutions).
+        synthesis: train on images synthesised from the label maps (SynthSeg-style,
+            :mod:`spineage.imaging.synthesis`) instead of the phantom's one contrast.
+        synthesis_*: the ranges of the synthesis's random draws (the fields of
+            :class:`~spineage.imaging.synthesis.SynthesisSettings` of the same names).
+        initial_model: a model folder (an earlier ``--out``) or MLflow model URI whose weights
+            training starts from (a longer pre-training's checkpoint); "" starts from scratch.
+            Its channels, working spacing and patch size must be these.
         seed: drives the split, the crops and the initial weights (params.yaml's ``seed``).
     """
 
@@ -190,7 +205,28 @@ class SegmentationSettings:
     evaluation_scans_per_split: int = 50
     mixed_precision: bool = True
     cpu_bfloat16: bool = False
+    synthesis: bool = True
+    synthesis_background_tissues: int = 8
+    synthesis_spine_tissues: tuple[int, int, int, int] = (2, 2, 1, 1)
+    synthesis_real_image_fraction: float = 0.35
+    synthesis_rotation_deg: float = 15.0
+    synthesis_scaling: float = 0.15
+    synthesis_elastic: float = 0.15
+    synthesis_bias: float = 0.1
+    synthesis_max_blur_voxels: float = 1.2
+    synthesis_noise: float = 0.06
+    synthesis_texture: float = 0.15
+    synthesis_cord_growth_probability: float = 0.0
+    synthesis_field_of_view_probability: float = 0.2
+    initial_model: str = ""
     seed: int = 0
+
+    def synthesis_settings(self) -> "SynthesisSettings":
+        """The synthesis's ranges as :class:`~spineage.imaging.synthesis.SynthesisSettings`."""
+        from spineage.imaging.synthesis import SynthesisSettings
+
+        prefix = "synthesis_"
+        return SynthesisSettings(**{k[len(prefix):]: v for k, v in asdict(self).items() if k.startswith(prefix)})
 
     def with_overrides(self, **changes: Any) -> "SegmentationSettings":
         """A copy with the given fields changed (None values are ignored), checked again."""
@@ -208,6 +244,14 @@ def _number(section: dict[str, Any], key: str, default: float, low: float, high:
 
 def _numbers(section: dict[str, Any], key: str, default: Sequence, count: int | None, low: float, high: float, integer: bool) -> tuple:
     return numbers(section, key, default, "segmentation", count, low, high, integer)
+
+
+def _initial_model(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UserError(f"Expected a model folder, an MLflow model URI or nothing for segmentation.initial_model, found {value!r}")
+    return value.strip()
 
 
 def parse_segmentation_settings(section: Any) -> SegmentationSettings:
@@ -233,7 +277,22 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
             f"Expected every segmentation.patch_size side to be a multiple of {multiple} "
             f"({len(channels)} U-Net levels), found {list(patch)}"
         )
-    switches = {key: flag(section, key, getattr(defaults, key), "segmentation") for key in ("mixed_precision", "cpu_bfloat16")}
+    switches = {key: flag(section, key, getattr(defaults, key), "segmentation") for key in ("mixed_precision", "cpu_bfloat16", "synthesis")}
+    synthesis_ranges = {
+        key: float(_number(section, key, getattr(defaults, key), low, high))
+        for key, low, high in (
+            ("synthesis_real_image_fraction", 0.0, 1.0),
+            ("synthesis_rotation_deg", 0.0, 90.0),
+            ("synthesis_scaling", 0.0, 0.5),
+            ("synthesis_elastic", 0.0, 0.5),
+            ("synthesis_bias", 0.0, 2.0),
+            ("synthesis_max_blur_voxels", 0.0, 5.0),
+            ("synthesis_noise", 0.0, 0.5),
+            ("synthesis_texture", 0.0, 1.0),
+            ("synthesis_cord_growth_probability", 0.0, 1.0),
+            ("synthesis_field_of_view_probability", 0.0, 1.0),
+        )
+    }
     return SegmentationSettings(
         working_spacing_mm=_numbers(section, "working_spacing_mm", defaults.working_spacing_mm, 3, 0.1, 50.0, integer=False),
         patch_size=patch,
@@ -246,6 +305,12 @@ def parse_segmentation_settings(section: Any) -> SegmentationSettings:
         evaluation_scans_per_split=int(
             _number(section, "evaluation_scans_per_split", defaults.evaluation_scans_per_split, 1, 10_000_000, integer=True)
         ),
+        synthesis_background_tissues=int(
+            _number(section, "synthesis_background_tissues", defaults.synthesis_background_tissues, 1, 64, integer=True)
+        ),
+        synthesis_spine_tissues=_numbers(section, "synthesis_spine_tissues", defaults.synthesis_spine_tissues, 4, 1, 16, integer=True),
+        initial_model=_initial_model(section.get("initial_model", defaults.initial_model)),
+        **synthesis_ranges,
         **switches,
     )
 
@@ -295,12 +360,21 @@ def _resize(tensor: "torch.Tensor", shape: Sequence[int]) -> "torch.Tensor":
 def image_to_working_grid(
     image: np.ndarray, spacing: Sequence[float], working_spacing: Sequence[float], percentiles: Sequence[float] = (0.5, 99.5)
 ) -> np.ndarray:
-    """Normalised intensities resampled (trilinear) to the working spacing, float32 (X, Y, Z)."""
-    import torch
+    """Normalised intensities resampled (trilinear) to the working spacing, float32 (X, Y, Z).
 
-    normalised = torch.from_numpy(normalise_intensity(image, percentiles))[None, None]
+    Along an axis whose voxels grow by more than half (a 1 mm scan onto a 4 mm grid), the
+    image is first smoothed with a Gaussian of (factor - 1) / 2 voxels, so that the coarse
+    grid averages what it covers instead of picking single noisy slices (aliasing).
+    """
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    normalised = normalise_intensity(image, percentiles)
+    factors = [float(w) / float(s) for s, w in zip(spacing, working_spacing)]
+    if any(f > 1.5 for f in factors):
+        normalised = gaussian_filter(normalised, sigma=[(f - 1.0) / 2.0 if f > 1.5 else 0.0 for f in factors], mode="nearest")
     shape = working_shape(image.shape, spacing, working_spacing)
-    return _resize(normalised, shape)[0, 0].numpy().astype(np.float32)
+    return _resize(torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))[None, None], shape)[0, 0].numpy().astype(np.float32)
 
 
 def classes_to_working_grid(classes: np.ndarray, spacing: Sequence[float], working_spacing: Sequence[float]) -> np.ndarray:
@@ -409,9 +483,16 @@ def segment_classes(net: "SpineSegNet", image: np.ndarray, spacing: Sequence[flo
     taking the most probable class (smoother borders than resampling labels);
     only the largest connected spine component is kept (:func:`keep_largest_component`).
     """
+    return segment_classes_with_confidence(net, image, spacing, mixed_precision=mixed_precision)[0]
+
+
+def segment_classes_with_confidence(
+    net: "SpineSegNet", image: np.ndarray, spacing: Sequence[float], *, mixed_precision: bool = True
+) -> tuple[np.ndarray, float]:
+    """:func:`segment_classes` and the network's confidence (:func:`spine_confidence` on the working grid)."""
     work = image_to_working_grid(image, spacing, net.working_spacing, net.intensity_percentiles)
     probabilities = predict_probabilities(net, work, mixed_precision=mixed_precision)
-    return keep_largest_component(_classes_on_grid(probabilities, image.shape))
+    return keep_largest_component(_classes_on_grid(probabilities, image.shape)), spine_confidence(probabilities)
 
 
 @functools.lru_cache(maxsize=4)
@@ -449,6 +530,58 @@ def load_segmentation_model(model_uri: str | None = None) -> "SpineSegNet":
     return _load_pinned_model(tracking, uri)
 
 
+def _checked_array(volume: "Volume") -> np.ndarray:
+    array = np.asarray(volume.array)
+    if array.ndim != 3:
+        raise UserError(f"Expected a 3D volume to segment, found an array of shape {array.shape}")
+    if min(array.shape) < 2:
+        raise UserError(f"Expected a volume at least 2 voxels along each axis, found shape {array.shape}")
+    return array
+
+
+def segment_volume_with_confidence(
+    volume: "Volume", model_uri: "str | SpineSegNet | None" = None, *, mixed_precision: bool = True
+) -> tuple[np.ndarray, float]:
+    """Segment a scan and say how sure the network is: (label map, confidence).
+
+    The label map is :func:`segment_volume`'s. The confidence is the mean top-class
+    probability over the voxels of the largest connected spine component on the
+    working grid: 1.0 is a network certain of every spine voxel; a scan unlike
+    anything it was trained on (another body part, a contrast it never saw) scores
+    lower, which is what ``spineage predict``'s out-of-distribution flag reads.
+    0.0 when nothing is segmented.
+
+    Args:
+        volume: a canonical scan (anything with ``array`` (X, Y, Z) and ``spacing`` in mm).
+        model_uri: the model to use (see :func:`load_segmentation_model`) or a loaded network.
+        mixed_precision: float16 autocast on CUDA (the CPU runs float32).
+
+    Returns:
+        (uint8 label map shaped like ``volume.array`` in the codes of :data:`CLASS_CODES`, confidence in [0, 1]).
+    """
+    from spineage.models.spine_seg import SpineSegNet
+
+    net = model_uri if isinstance(model_uri, SpineSegNet) else load_segmentation_model(model_uri)
+    classes, confidence = segment_classes_with_confidence(net, _checked_array(volume), volume.spacing, mixed_precision=mixed_precision)
+    return np.asarray(CLASS_CODES, dtype=np.uint8)[classes], confidence
+
+
+def spine_confidence(probabilities: "torch.Tensor | np.ndarray") -> float:
+    """Mean top-class probability inside the largest connected spine component of (C, X, Y, Z) probabilities.
+
+    0.0 when no voxel's most probable class is a spine class.
+
+    Example:
+        >>> p = np.zeros((5, 1, 1, 4), dtype=np.float32)
+        >>> p[0, 0, 0, :2] = 1.0; p[1, 0, 0, 2:] = [0.9, 0.6]; p[0, 0, 0, 2:] = [0.1, 0.4]
+        >>> round(spine_confidence(p), 3)
+        0.75
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    spine = keep_largest_component(probabilities.argmax(0).astype(np.uint8)) > 0
+    return float(probabilities.max(0)[spine].mean()) if spine.any() else 0.0
+
+
 def segment_volume(volume: "Volume", model_uri: "str | SpineSegNet | None" = None, *, mixed_precision: bool = True) -> np.ndarray:
     """Segment a scan: a label map on the volume's own grid, in the codes of :data:`CLASS_CODES`.
 
@@ -460,18 +593,10 @@ def segment_volume(volume: "Volume", model_uri: "str | SpineSegNet | None" = Non
 
     Returns:
         uint8 array shaped like ``volume.array``: 0 background, 100 vertebra or sacrum,
-        130 disc, 60 canal CSF, 61 cord.
+        130 disc, 60 canal CSF, 61 cord. :func:`segment_volume_with_confidence` gives the
+        network's confidence as well.
     """
-    from spineage.models.spine_seg import SpineSegNet
-
-    net = model_uri if isinstance(model_uri, SpineSegNet) else load_segmentation_model(model_uri)
-    array = np.asarray(volume.array)
-    if array.ndim != 3:
-        raise UserError(f"Expected a 3D volume to segment, found an array of shape {array.shape}")
-    if min(array.shape) < 2:
-        raise UserError(f"Expected a volume at least 2 voxels along each axis, found shape {array.shape}")
-    classes = segment_classes(net, array, volume.spacing, mixed_precision=mixed_precision)
-    return np.asarray(CLASS_CODES, dtype=np.uint8)[classes]
+    return segment_volume_with_confidence(volume, model_uri, mixed_precision=mixed_precision)[0]
 
 
 def segment_scan(scan: str | Path, out: str | Path, model_uri: str | None = None, *, engine: str = "unet") -> Path:
@@ -524,6 +649,7 @@ class _Scan:
     classes: np.ndarray  # class indices, same grid
     shape: tuple[int, int, int]  # working-grid shape before padding
     foreground: list[np.ndarray] = field(default_factory=list)  # flat indices of each foreground class
+    tissues: np.ndarray | None = None  # synthesis tissue codes (0 in the padding), same grid; None without synthesis
 
 
 TRAIN_SPLIT = "train"
@@ -683,23 +809,35 @@ def _prepare_scan(raw_dir: Path, row: Any, settings: SegmentationSettings) -> _S
     classes = classes_to_working_grid(native, volume.spacing, settings.working_spacing_mm)
     shape = image.shape
     pad = [(0, max(0, p - s)) for p, s in zip(settings.patch_size, shape)]
+    tissues = None
+    if settings.synthesis:
+        from spineage.imaging.synthesis import tissue_map
+
+        tissues = np.pad(
+            tissue_map(image, classes, settings.synthesis_background_tissues, settings.synthesis_spine_tissues, seed=settings.seed),
+            pad,
+        )
     image = np.pad(image, pad, constant_values=float(np.percentile(image, 1)))
     classes = np.pad(classes, pad)
     foreground = [np.flatnonzero(classes == index) for index in range(1, len(CLASS_NAMES))]
-    return _Scan(row.series_id, row.subject_id, image, classes, shape, foreground)
+    return _Scan(row.series_id, row.subject_id, image, classes, shape, foreground, tissues)
 
 
-def _random_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A patch of the scan: two times in three centred on a voxel of a random foreground class (the
-    small classes, discs and cord, would otherwise be rare), else anywhere; flipped left-right half the time."""
+def _crop_start(scan: _Scan, patch: Sequence[int], rng: np.random.Generator) -> list[int]:
+    """Where a crop starts: two times in three centred on a voxel of a random foreground class (the
+    small classes, discs and cord, would otherwise be rare), else anywhere."""
     shape = scan.image.shape
     present = [voxels for voxels in scan.foreground if voxels.size]
     if present and rng.random() < 2 / 3:
         voxels = present[rng.integers(len(present))]
         centre = np.unravel_index(voxels[rng.integers(voxels.size)], shape)
-        start = [int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, patch, shape)]
-    else:
-        start = [int(rng.integers(0, s - p + 1)) for p, s in zip(patch, shape)]
+        return [int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, patch, shape)]
+    return [int(rng.integers(0, s - p + 1)) for p, s in zip(patch, shape)]
+
+
+def _random_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A patch of the scan (see :func:`_crop_start`), flipped left-right half the time."""
+    start = _crop_start(scan, patch, rng)
     window = tuple(slice(b, b + p) for b, p in zip(start, patch))
     image, classes = scan.image[window], scan.classes[window]
     if rng.random() < 0.5:  # left-right mirror: the only flip that keeps the anatomy plausible
@@ -707,6 +845,103 @@ def _random_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator) ->
     # Scanner gain and offset differ between sites: vary them a little.
     image = image * np.float32(rng.uniform(0.85, 1.15)) + np.float32(rng.uniform(-0.1, 0.1))
     return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(classes)
+
+
+SYNTHESIS_MARGIN = 0.25
+"""Share of the patch added on each side of a synthesis crop: room for rotation and scaling to draw from."""
+
+
+def _synthesis_crop(scan: _Scan, patch: Sequence[int], rng: np.random.Generator, transform: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A synthesised training pair from a crop of the scan's tissues (and its image) a margin larger than the patch."""
+    import torch
+
+    start = _crop_start(scan, patch, rng)
+    margin = [int(math.ceil(p * SYNTHESIS_MARGIN)) for p in patch]
+    low = [b - m for b, m in zip(start, margin)]
+    high = [b + p + m for b, p, m in zip(start, patch, margin)]
+    shape = scan.image.shape
+    window = tuple(slice(max(0, lo), min(s, hi)) for lo, hi, s in zip(low, high, shape))
+    pad = [(max(0, -lo), max(0, hi - s)) for lo, hi, s in zip(low, high, shape)]
+    tissues = np.pad(scan.tissues[window], pad)  # 0: outside the field of view
+    image = np.pad(scan.image[window], pad)
+    pair = transform({"tissue": torch.from_numpy(tissues[None].astype(np.int64)), "image": torch.from_numpy(image[None].copy())})
+    return (
+        np.ascontiguousarray(np.asarray(pair["image"][0], dtype=np.float32)),
+        np.ascontiguousarray(np.asarray(pair["label"][0], dtype=np.uint8)),
+    )
+
+
+def _training_batches(
+    scans: list[_Scan], settings: SegmentationSettings, rng: np.random.Generator, synthesise: Any, steps_per_epoch: int
+) -> Any:
+    """Every training batch of the run in order: per epoch a seeded shuffle of the scans, one crop of each."""
+    for _ in range(settings.epochs):
+        order = rng.permutation(len(scans))
+        for step in range(steps_per_epoch):
+            picked = [order[(step * settings.batch_size + i) % len(order)] for i in range(settings.batch_size)]
+            if synthesise is not None:
+                yield [_synthesis_crop(scans[i], settings.patch_size, rng, synthesise) for i in picked]
+            else:
+                yield [_random_crop(scans[i], settings.patch_size, rng) for i in picked]
+
+
+class _prefetched:
+    """Run a generator in a background thread, ``depth`` items ahead (the same items in the same order).
+
+    numpy and torch release the GIL in their heavy loops, so cutting and synthesising the
+    next batch overlaps with the network's step on another core.
+    """
+
+    _DONE = object()
+
+    def __init__(self, generator: Any, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._generator = generator
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        import queue
+
+        try:
+            for item in self._generator:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:  # the consumer is still busy
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put(self._DONE)
+        except BaseException as error:  # handed to the consumer, raised there
+            self._queue.put(error)
+
+    def __iter__(self) -> "_prefetched":
+        return self
+
+    def __next__(self) -> Any:
+        item = self._queue.get()
+        if item is self._DONE:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop the thread (the batches not taken are dropped)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "_prefetched":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- training
@@ -732,6 +967,7 @@ class SegmentationResult:
             ``role`` (train or held_out) and, for a held-out one, ``dice_<class>``, ``dice_mean``
             and ``seconds`` (segmenting it, as ``segment_volume`` does).
         model_folder: where the model was written (``--out``), if anywhere.
+        synthesis: trained on synthesised images (``settings.synthesis``).
     """
 
     run_id: str
@@ -747,6 +983,7 @@ class SegmentationResult:
     dice_by_split: dict[str, dict[str, float]] = field(default_factory=dict)
     series: tuple[dict[str, Any], ...] = ()
     model_folder: Path | None = None
+    synthesis: bool = False
 
     @property
     def train_series(self) -> list[str]:
@@ -800,8 +1037,8 @@ def score_held_out(net: "SpineSegNet", raw_dir: Path, rows: Any, settings: Segme
 
     Returns:
         One row per scan: ``series_id``, ``subject_id``, ``split``, ``age``, ``role`` (held_out),
-        ``dice_<class>`` for each spine class and ``dice_mean`` on the scan's own grid, and
-        ``seconds`` (segmenting it, loading aside).
+        ``dice_<class>`` for each spine class and ``dice_mean`` on the scan's own grid,
+        ``confidence`` (:func:`spine_confidence`) and ``seconds`` (segmenting it, loading aside).
     """
     from tqdm import tqdm
 
@@ -812,12 +1049,14 @@ def score_held_out(net: "SpineSegNet", raw_dir: Path, rows: Any, settings: Segme
         volume = load_volume(raw_dir / row.image)
         truth = merge_spine_labels(load_label_like(raw_dir / row.label, volume))
         started = time.perf_counter()
-        predicted = segment_classes(net, np.asarray(volume.array), volume.spacing, mixed_precision=settings.mixed_precision)
+        predicted, confidence = segment_classes_with_confidence(
+            net, np.asarray(volume.array), volume.spacing, mixed_precision=settings.mixed_precision
+        )
         seconds = time.perf_counter() - started
         scores = _with_mean(dice_per_class(predicted, truth))
         scored.append({
             "series_id": row.series_id, "subject_id": row.subject_id, "split": row.split, "age": row.age, "role": HELD_OUT,
-            **{f"dice_{name}": value for name, value in scores.items()}, "seconds": seconds,
+            **{f"dice_{name}": value for name, value in scores.items()}, "confidence": confidence, "seconds": seconds,
         })
     return scored
 
@@ -864,6 +1103,39 @@ def export_model(model_uri: str, out: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def initial_weights(settings: SegmentationSettings) -> "SpineSegNet":
+    """The network ``settings.initial_model`` names, checked to have the settings' architecture and grid.
+
+    Raises:
+        UserError: if it cannot be loaded, is not a spine segmentation model, or differs in
+            channels, working spacing or patch size.
+    """
+    from spineage.models.spine_seg import SpineSegNet
+
+    source = settings.initial_model
+    if "://" not in source and not source.startswith("models:/"):
+        folder = Path(source)
+        if not (folder / "MLmodel").is_file():
+            raise UserError(f"Expected segmentation.initial_model {source} to be a model folder (with an MLmodel file), found none")
+        source = str(folder.resolve())
+    import mlflow.pytorch
+
+    try:
+        net = mlflow.pytorch.load_model(source, map_location="cpu")
+    except Exception as error:  # MLflow raises several kinds for a missing or unreadable model
+        raise UserError(f"Expected a segmentation model at segmentation.initial_model {settings.initial_model}, found an error: {error}") from None
+    if not isinstance(net, SpineSegNet):
+        raise UserError(f"Expected a spine segmentation model (SpineSegNet) at {settings.initial_model}, found a {type(net).__name__}")
+    wanted = (tuple(settings.channels), tuple(settings.working_spacing_mm), tuple(settings.patch_size))
+    found = (net.channels, net.working_spacing, net.patch_size)
+    if found != wanted:
+        raise UserError(
+            f"Expected segmentation.initial_model {settings.initial_model} with channels, working spacing and patch size "
+            f"{wanted}, found {found}"
+        )
+    return net
 
 
 def train_segmentation(
@@ -919,6 +1191,8 @@ def train_segmentation(
     if out is not None:
         out = _check_model_folder(Path(out))  # before minutes of training
     chosen = choose_scans(raw_dir, settings, cohort)
+    if settings.initial_model:
+        initial_weights(settings)  # before minutes of loading
     configure_mlflow(EXPERIMENT)  # fail early on an unusable tracking store, before minutes of loading
     # Scored every epoch on the working grid: a few held-out scans, the validation split's first.
     monitor = chosen.held_out.assign(_order=(chosen.held_out.split != "validation")).sort_values(["_order", "series_id"])
@@ -932,8 +1206,17 @@ def train_segmentation(
 
     set_determinism(seed=settings.seed)
     rng = np.random.default_rng(settings.seed)
+    synthesise = None
+    if settings.synthesis:
+        from spineage.imaging.synthesis import synthesis_transform, tissue_classes
+
+        lookup = tissue_classes(settings.synthesis_background_tissues, settings.synthesis_spine_tissues)
+        synthesise = synthesis_transform(settings.patch_size, len(lookup), lookup, settings.synthesis_settings())
+        synthesise.set_random_state(seed=settings.seed)
     device = _default_device()
     net = SpineSegNet(channels=settings.channels, working_spacing=settings.working_spacing_mm, patch_size=settings.patch_size)
+    if settings.initial_model:
+        net.load_state_dict(initial_weights(settings).state_dict())
     net = net.to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last_3d)
@@ -961,34 +1244,34 @@ def train_segmentation(
         })
         mlflow.set_tags({"model_name": MODEL_NAME, "task": "segmentation"})
         epochs = tqdm(range(settings.epochs), desc="training", unit="epoch", disable=not progress, file=sys.stderr)
-        for epoch in epochs:
-            net.train()
-            order = rng.permutation(len(scans["train"]))
-            losses = []
-            for step in range(steps_per_epoch):
-                picked = [order[(step * settings.batch_size + i) % len(order)] for i in range(settings.batch_size)]
-                crops = [_random_crop(scans["train"][i], settings.patch_size, rng) for i in picked]
-                images = torch.from_numpy(np.stack([c[0] for c in crops]))[:, None].to(device)
-                targets = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))[:, None].to(device)
-                if device.type == "cpu":
-                    images = images.contiguous(memory_format=torch.channels_last_3d)
-                optimiser.zero_grad(set_to_none=True)
-                with _autocast(device, settings.mixed_precision, settings.cpu_bfloat16):
-                    logits = net(images)
-                loss = loss_function(logits.float(), targets)
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
-                schedule.step()
-                losses.append(float(loss.detach()))
-            epoch_loss = float(np.mean(losses))
-            history.append(epoch_loss)
-            validation = _mean_scores([_working_grid_dice(net, s, settings) for s in scans["monitor"]])
-            mlflow.log_metrics(
-                {"train_loss": epoch_loss, "lr": schedule.get_last_lr()[0], **{f"val_dice_{k}": v for k, v in validation.items() if not math.isnan(v)}},
-                step=epoch,
-            )
-            epochs.set_postfix(loss=f"{epoch_loss:.3f}", vertebra=f"{validation['vertebra']:.3f}", disc=f"{validation['disc']:.3f}")
+        # Crops are cut (and synthesised) in a thread one batch ahead, on a core the network leaves free.
+        with _prefetched(_training_batches(scans["train"], settings, rng, synthesise, steps_per_epoch)) as batches:
+            for epoch in epochs:
+                net.train()
+                losses = []
+                for step in range(steps_per_epoch):
+                    crops = next(batches)
+                    images = torch.from_numpy(np.stack([c[0] for c in crops]))[:, None].to(device)
+                    targets = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))[:, None].to(device)
+                    if device.type == "cpu":
+                        images = images.contiguous(memory_format=torch.channels_last_3d)
+                    optimiser.zero_grad(set_to_none=True)
+                    with _autocast(device, settings.mixed_precision, settings.cpu_bfloat16):
+                        logits = net(images)
+                    loss = loss_function(logits.float(), targets)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimiser)
+                    scaler.update()
+                    schedule.step()
+                    losses.append(float(loss.detach()))
+                epoch_loss = float(np.mean(losses))
+                history.append(epoch_loss)
+                validation = _mean_scores([_working_grid_dice(net, s, settings) for s in scans["monitor"]])
+                mlflow.log_metrics(
+                    {"train_loss": epoch_loss, "lr": schedule.get_last_lr()[0], **{f"val_dice_{k}": v for k, v in validation.items() if not math.isnan(v)}},
+                    step=epoch,
+                )
+                epochs.set_postfix(loss=f"{epoch_loss:.3f}", vertebra=f"{validation['vertebra']:.3f}", disc=f"{validation['disc']:.3f}")
         seconds = time.perf_counter() - started
         if not history or not math.isfinite(history[-1]):
             # Registering would move @candidate to a network that did not learn.
@@ -1050,6 +1333,7 @@ def train_segmentation(
         dice_by_split=by_split,
         series=tuple(trained_on + scored),
         model_folder=out,
+        synthesis=settings.synthesis,
     )
     if reports is not None:
         write_segmentation_reports(result, reports)
@@ -1188,7 +1472,8 @@ def segment_with_totalspineseg(path: str | Path, *, device: str | None = None) -
 
 
 SERIES_COLUMNS: tuple[str, ...] = (
-    "series_id", "subject_id", "split", "age", "role", *(f"dice_{name}" for name in CLASS_NAMES[1:]), "dice_mean", "seconds",
+    "series_id", "subject_id", "split", "age", "role", *(f"dice_{name}" for name in CLASS_NAMES[1:]), "dice_mean", "confidence",
+    "seconds",
 )
 """Columns of ``series.csv``: every series a training run used, the held-out ones with their Dice."""
 
@@ -1215,6 +1500,9 @@ def write_metrics(result: SegmentationResult, path: str | Path) -> Path:
         "final_loss": round(result.final_loss, 4),
         "train_seconds": round(result.seconds, 1),
         "inference_seconds_per_scan": None if math.isnan(result.inference_seconds) else round(result.inference_seconds, 3),
+        # What a phantom scan scores: the yardstick for spineage predict's segmentation-confidence flag on new scans.
+        "confidence_median": round(float(np.median([row["confidence"] for row in held_out])), 4) if held_out else None,
+        "synthesis": result.synthesis,
     }
     return write_json_atomic(Path(path), payload)
 

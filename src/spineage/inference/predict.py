@@ -142,28 +142,6 @@ def scan_kind(path: Path) -> str:
 # --------------------------------------------------------------------------- 3D MRI
 
 
-def segment_with_confidence(segmenter: Any, volume: Any) -> tuple[np.ndarray, float]:
-    """The segmenter's label map on the scan's grid, and its confidence: the mean top-class probability inside the spine.
-
-    The classes are those of :func:`spineage.imaging.segmentation.segment_volume` (the
-    largest connected spine component); the confidence is measured on the working grid
-    over the voxels of that component, so 1.0 is a segmenter certain of every spine voxel.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from spineage.imaging.segmentation import CLASS_CODES, image_to_working_grid, keep_largest_component, predict_probabilities
-
-    work = image_to_working_grid(volume.array, volume.spacing, segmenter.working_spacing, segmenter.intensity_percentiles)
-    probabilities = predict_probabilities(segmenter, work)
-    working_classes = keep_largest_component(probabilities.argmax(0).numpy().astype(np.uint8))
-    spine = working_classes > 0
-    confidence = float(probabilities.max(0).values.numpy()[spine].mean()) if spine.any() else 0.0
-    native = F.interpolate(probabilities[None], size=tuple(volume.array.shape), mode="trilinear", align_corners=False)[0]
-    classes = keep_largest_component(native.argmax(0).numpy().astype(np.uint8))
-    return np.asarray(CLASS_CODES, dtype=np.uint8)[classes], confidence
-
-
 def spine_extent_mm(labels: np.ndarray, spacing: Sequence[float]) -> float:
     """The superior-inferior length (mm) of the labelled spine (canonical RAS: axis 2)."""
     slices = np.flatnonzero(np.asarray(labels).any(axis=(0, 1)))
@@ -187,13 +165,14 @@ def _predict_mri(bundle: ModelBundle, request: ScanRequest, settings: PredictSet
     from spineage.imaging.inspect import estimate_regions, inspect_volume
     from spineage.imaging.io import load_volume
     from spineage.imaging.preprocess import parse_preprocess_settings
+    from spineage.imaging.segmentation import segment_volume_with_confidence
     from spineage.training.data import fit_to_network
 
     preprocessing = bundle.preprocessing
     fitting = preprocessing.pop("fit_to_network", {}) or {}
     preprocess_settings = parse_preprocess_settings({k: v for k, v in preprocessing.items() if k != "segmentation_model"})
     volume = load_volume(request.path)
-    labels, confidence = segment_with_confidence(bundle.segmenter(), volume)
+    labels, confidence = segment_volume_with_confidence(volume, bundle.segmenter())
     array, record = _preprocess(volume, labels, preprocess_settings, request.path)
     crop = tuple(fitting["crop_shape"]) if fitting.get("crop_shape") else None
     network_input = fit_to_network(array, crop, tuple(bundle.network.input_shape)).astype(np.float32)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from spineage.cli import app
 from spineage.imaging.deid import IDENTIFYING_DICOM_KEYWORDS, SAFE_DICOM_KEYWORDS, safe_dicom_meta
 from spineage.imaging.io import ImageLoadError, load_image2d, load_volume
+from tests.params_file import write_params
 from tests.imaging.scans import IDENTITY, phantom_mri, secrets_of, write_dicom_series, write_nifti
 
 
@@ -83,11 +84,12 @@ def test_inspect_prints_no_identity(identified_series: Path) -> None:
 
 
 def test_files_written_by_inspect_hold_no_identity(identified_series: Path, tmp_path: Path) -> None:
-    pytest.importorskip("spineage.imaging.preprocess")
     _, labels, affine = phantom_mri()
     label = write_nifti(tmp_path / "labels.nii.gz", labels, affine, "LPS")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["inspect", str(identified_series), "--label", str(label), "--preprocess", str(out / "model.npy")])
+    params = write_params(tmp_path / "params.yaml", {"preprocess": {"masks": "labels"}})  # masked by the given label map
+    arguments = ["inspect", str(identified_series), "--label", str(label), "--preprocess", str(out / "model.npy"), "--params", str(params)]
+    result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
     written = [path for path in out.rglob("*") if path.is_file()]
     assert [path.name for path in written] == ["model.npy"]

@@ -125,6 +125,10 @@ def test_a_folder_and_a_csv_run_as_a_batch_with_a_summary(registry, phantom: Pat
     assert np.allclose(summary.sag, summary.spine_age - summary.age, atol=2e-3)
     images = scan_requests([phantom / "images"])
     assert len(images) == len(list((phantom / "images").iterdir()))
+    (tmp_path / "folder").mkdir()
+    for name in ("a.nii.gz", "a_seg.nii.gz", "b_label.nii", "notes.txt"):
+        (tmp_path / "folder" / name).write_bytes(b"")
+    assert [r.path.name for r in scan_requests([tmp_path / "folder"])] == ["a.nii.gz"]  # label maps are not scans
 
 
 def test_one_bad_scan_of_a_batch_is_listed_and_the_others_are_kept(registry, phantom: Path, tmp_path: Path) -> None:
@@ -148,14 +152,17 @@ def test_one_bad_scan_of_a_batch_is_listed_and_the_others_are_kept(registry, pha
         (["{mri}", "--model", "runs:/abc/model"], "Expected --model to be a registered model URI"),
         (["{mri}", "--model", "models:/spine-age-mri@nowhere"], "alias 'nowhere'"),
         (["{mri}", "--modality", "vfa"], "Expected --modality only with a 2D image"),
+        (["{mri}", "--model", "models:/spine-age-mri"], "Expected a registered model URI"),
+        (["{table}"], "Expected a numeric age on line 2"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(registry, phantom: Path, tmp_path: Path, arguments: list[str], message: str) -> None:
     (tmp_path / "broken.nii.gz").write_bytes(b"not a scan")
     names = {
         "missing": str(tmp_path / "absent.nii.gz"), "broken": str(tmp_path / "broken.nii.gz"),
-        "png": sessions(phantom, "xray_lat").path.iloc[0], "mri": _new_mri(phantom).path,
+        "png": sessions(phantom, "xray_lat").path.iloc[0], "mri": _new_mri(phantom).path, "table": str(tmp_path / "ages.csv"),
     }
+    pd.DataFrame({"path": [names["mri"]], "age": ["unknown"]}).to_csv(tmp_path / "ages.csv", index=False)
     result = runner.invoke(app, ["predict", *[a.format(**names) for a in arguments], "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr

@@ -229,7 +229,9 @@ def test_a_shifted_site_is_recalibrated_registered_under_its_alias_and_its_gap_g
 
     report = json.loads((out / "recalibration.json").read_text())
     assert report["source"]["version"] == registry.mri_version and report["new"]["version"] == str(new.version)
-    assert report["counts"] == {"rows": 18, "normal": 16, "left_out": 2, "fit": 11, "held_out": 5, "flagged": report["counts"]["flagged"]}
+    counts = dict(report["counts"])
+    assert 0 <= counts.pop("flagged") <= 16  # scans out of the training reference are counted, not refused
+    assert counts == {"rows": 18, "normal": 16, "left_out": 2, "fit": 11, "held_out": 5}
     before, after = report["held_out"]["before"], report["held_out"]["after"]
     assert before["mean_gap"] == pytest.approx(SITE_SHIFT / 0.8, abs=1.5) and abs(after["mean_gap"]) < 1.5
     assert after["mae"] < before["mae"]

@@ -200,6 +200,17 @@ def volume_flags(volume: Volume, stats: dict[str, float]) -> list[str]:
 # --------------------------------------------------------------------------- regions
 
 
+LABEL_MAP_TAGS = ("_label", "_labels", "_seg", "_labelmap")
+"""Endings of a scan's file stem that name its label map beside it (``scan_seg.nii.gz``)."""
+
+
+def is_label_map_name(path: Path) -> bool:
+    """Whether a file's name says it is a label map (``<stem>_seg.nii.gz`` and the like), not a scan."""
+    name = Path(path).name.lower()
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
+    return stem.endswith(LABEL_MAP_TAGS)
+
+
 def find_label_for(scan: Path) -> Path | None:
     """A label map stored next to ``scan``, if any.
 
@@ -227,7 +238,7 @@ def find_label_for(scan: Path) -> Path | None:
     if folder.name == "images":
         candidates.append(folder.parent / "labels" / name)
     suffix = name[len(stem):]
-    for tag in ("_label", "_labels", "_seg", "_labelmap"):
+    for tag in LABEL_MAP_TAGS:
         candidates.append(folder / f"{stem}{tag}{suffix}")
     for candidate in candidates:
         if candidate.exists() and candidate.resolve() != scan.resolve():

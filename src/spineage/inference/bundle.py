@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,8 @@ def load_bundle(model_uri: str) -> ModelBundle:
     from spineage.registry.tracking import configure_mlflow, pinned_model_uri
 
     tracking = configure_mlflow()
-    if not model_uri.startswith("models:/"):
+    named = model_uri[len("models:/"):] if model_uri.startswith("models:/") else ""
+    if not ("@" in named or re.fullmatch(r"[^/@]+/\d+", named)):
         raise UserError(f"Expected a registered model URI (models:/name@alias or models:/name/version), found {model_uri!r}")
     return _cached_bundle(tracking, pinned_model_uri(model_uri))
 

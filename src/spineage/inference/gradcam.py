@@ -8,6 +8,7 @@ the EfficientNet's last convolution over the image it read.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ def gradcam_map(bundle: Any, network_input: np.ndarray) -> np.ndarray:
 
     from spineage.evaluation.gradcam import age_score_module, choose_gradcam_block, spine_age_gradcam
 
-    net = bundle.network
+    # MONAI's CAM leaves its hooks on the module: a copy keeps the cached network of a batch clean.
+    net = copy.deepcopy(bundle.network)
     if bundle.kind == "mri":
         block = choose_gradcam_block(tuple(net.input_shape), len(net.channels), "auto", MIN_MAP_CELLS)
         return spine_age_gradcam(net, np.asarray(network_input, np.float32)[None], block)[0]
@@ -47,7 +49,6 @@ def gradcam_map(bundle: Any, network_input: np.ndarray) -> np.ndarray:
     image = torch.from_numpy(np.asarray(network_input, np.float32))[None, None]
     with torch.enable_grad():
         heatmap = cam(x=image, class_idx=0).detach().cpu().numpy()[0, 0]
-    net.zero_grad(set_to_none=True)
     return heatmap.astype(np.float32)
 
 

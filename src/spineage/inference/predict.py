@@ -186,7 +186,8 @@ def _predict_mri(bundle: ModelBundle, request: ScanRequest, settings: PredictSet
     flags = [("acquisition", text) for text in acquisition]
     extent = spine_extent_mm(labels, volume.spacing)
     regions = estimate_regions(extent, request.path.name, "file name")
-    if len(regions.regions) < settings.min_regions_in_view:
+    # The flag rests on the measured extent alone: a file name cannot make a short field of view whole-spine.
+    if len(estimate_regions(extent).regions) < settings.min_regions_in_view:
         flags.append(("field_of_view", f"the segmented spine spans {extent:.0f} mm, {regions.note.split(': ', 1)[-1]}; {WHOLE_SPINE_NOTE}"))
     if confidence < settings.min_segmentation_confidence:
         flags.append(("segmentation_confidence", f"mean top-class probability {confidence:.2f} inside the segmented spine, below {settings.min_segmentation_confidence:g}"))
@@ -345,19 +346,30 @@ def summary_row(result: dict[str, Any], output: str = "", error: str = "", scan:
 # --------------------------------------------------------------------------- many scans
 
 
-def _looks_like_series(folder: Path) -> bool:
-    """Whether a folder is a DICOM series (it holds DICOM files) rather than a folder of scans."""
-    from spineage.imaging.io import _looks_like_dicom
+VOLUME_MODALITIES = ("MR", "CT")
+"""DICOM modalities whose slices in one folder make a 3D series (a folder of CR/DX/OT files is a folder of radiographs)."""
 
-    return any(item.is_file() and _looks_like_dicom(item) for item in sorted(folder.iterdir())[:20])
+
+def _looks_like_series(folder: Path) -> bool:
+    """Whether a folder is one 3D DICOM series (MR or CT slices) rather than a folder of scans or radiographs."""
+    from spineage.imaging.io import _looks_like_dicom, _quiet_dicom, _read_dicom
+
+    dicoms = [item for item in sorted(folder.iterdir())[:20] if item.is_file() and _looks_like_dicom(item)]
+    if not dicoms:
+        return False
+    with _quiet_dicom():
+        modality = str(getattr(_read_dicom(dicoms[0], pixels=False), "Modality", "MR") or "MR").upper()
+    return modality in VOLUME_MODALITIES
 
 
 def _scans_in(folder: Path) -> list[Path]:
+    """The scans of a folder: NIfTI files (not label maps), 2D images, DICOM files and series folders."""
+    from spineage.imaging.inspect import is_label_map_name
     from spineage.imaging.io import IMAGE_2D_SUFFIXES, _is_nifti
 
     scans = []
     for item in sorted(folder.iterdir()):
-        if item.name.startswith("."):
+        if item.name.startswith(".") or is_label_map_name(item):
             continue
         if item.is_dir() or _is_nifti(item) or item.suffix.lower() in (*IMAGE_2D_SUFFIXES, ".dcm"):
             scans.append(item)
@@ -372,11 +384,16 @@ def _requests_from_table(table_path: Path, modality: str | None) -> list[ScanReq
     if "path" not in table.columns:
         raise UserError(f"Expected a path column in {table_path} (and optionally age, sex, modality), found {list(table.columns)}")
     requests = []
-    for row in table.itertuples(index=False):
-        path = Path(str(row.path))
+    for line, row in enumerate(table.itertuples(index=False), start=2):  # the header is line 1
+        if pd.isna(row.path) or not str(row.path).strip():
+            raise UserError(f"Expected a scan path on every row of {table_path}, found none on line {line}")
+        path = Path(str(row.path).strip())
         path = path if path.is_absolute() else table_path.parent / path
         age = getattr(row, "age", None)
-        age = None if age is None or pd.isna(age) else float(age)
+        try:
+            age = None if age is None or pd.isna(age) else float(age)
+        except (TypeError, ValueError):
+            raise UserError(f"Expected a numeric age on line {line} of {table_path}, found {age!r}") from None
         row_modality = getattr(row, "modality", None)
         row_modality = None if row_modality is None or pd.isna(row_modality) else str(row_modality)
         requests.append(ScanRequest(path, age, getattr(row, "sex", None), row_modality or modality))
@@ -511,8 +528,7 @@ def predict_scans(
     write_atomic(out / SUMMARY, lambda p: table.to_csv(p, index=False, float_format="%.3f"))
     run = PredictionRun(results, failures, out)
     if failures:
-        first_path, first_error = failures[0]
-        raise UserError(f"{len(failures)} of {len(requests)} scans failed (the others are in {out / SUMMARY}); first: {first_error}")
+        raise UserError(f"{len(failures)} of {len(requests)} scans failed (the others are in {out / SUMMARY}); first: {failures[0][1]}")
     return run
 
 

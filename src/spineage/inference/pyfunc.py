@@ -62,7 +62,10 @@ class SpineAgeService:
         table = pd.DataFrame(model_input)
         if "path" not in table.columns:
             raise MlflowException(f"Expected a path column, found {list(table.columns)}", error_code=INVALID_PARAMETER_VALUE)
-        settings = load_predict_settings(repo_root() / "params.yaml")
+        try:  # the model and the settings, once for the table: their errors are not any row's
+            models, settings = self._bundle_models(), load_predict_settings(repo_root() / "params.yaml")
+        except UserError as error:
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         rows = []
         for index, row in enumerate(table.to_dict("records")):
             age = row.get("age")
@@ -72,7 +75,7 @@ class SpineAgeService:
                 None if row.get("modality") is None or pd.isna(row.get("modality")) else str(row["modality"]),
             )
             try:
-                result = predict_scan(request, self._bundle_models(), settings)
+                result = predict_scan(request, models, settings)
             except UserError as error:
                 raise MlflowException(f"row {index}: {error}", error_code=INVALID_PARAMETER_VALUE) from None
             summary = summary_row(result)

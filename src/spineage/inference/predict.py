@@ -40,8 +40,9 @@ from spineage.errors import UserError
 from spineage.inference.bundle import MODEL_FOR_KIND, ModelBundle, default_model_uri, load_bundle
 from spineage.inference.reference import reference_flags
 from spineage.inference.settings import PredictSettings
+from spineage.radiograph.preprocess import VFA_MODALITY, XRAY_MODALITY
 
-MODALITIES: dict[str, str] = {"radiograph": "xray_lat", "vfa": "dxa_vfa"}
+MODALITY_OPTIONS: dict[str, str] = {"radiograph": XRAY_MODALITY, "vfa": VFA_MODALITY}
 """``--modality`` of a 2D image, and the radiograph branch's name for it (VFA images are not margin-cropped)."""
 SEXES = ("F", "M")
 SUMMARY = "predictions.csv"
@@ -78,6 +79,11 @@ class Models:
 
     uri: str | None = None
     _loaded: dict[str, ModelBundle] = field(default_factory=dict)
+
+    @classmethod
+    def pinned(cls, bundle: ModelBundle) -> "Models":
+        """Every scan to this already loaded version."""
+        return cls(uri=bundle.uri, _loaded={bundle.uri: bundle})
 
     def for_kind(self, kind: str, path: Path) -> ModelBundle:
         """The model for a scan of ``kind`` (``mri`` or ``radiograph``).
@@ -227,8 +233,8 @@ def _predict_radiograph(bundle: ModelBundle, request: ScanRequest, settings: Pre
     from spineage.radiograph.settings import RadiographSettings
 
     modality = request.modality or "radiograph"
-    if modality not in MODALITIES:
-        raise UserError(f"Expected --modality {' or '.join(MODALITIES)} for a 2D image, found {modality!r}")
+    if modality not in MODALITY_OPTIONS:
+        raise UserError(f"Expected --modality {' or '.join(MODALITY_OPTIONS)} for a 2D image, found {modality!r}")
     image = load_image2d(request.path)
     stored = bundle.preprocessing
     radiograph_settings = RadiographSettings(
@@ -236,7 +242,7 @@ def _predict_radiograph(bundle: ModelBundle, request: ScanRequest, settings: Pre
         margin_fraction=float(stored.get("margin_fraction", RadiographSettings().margin_fraction)),
         equalise=bool(stored.get("equalise", RadiographSettings().equalise)),
     )
-    network_input = preprocess_image(image.array, MODALITIES[modality], radiograph_settings)
+    network_input = preprocess_image(image.array, MODALITY_OPTIONS[modality], radiograph_settings)
     with torch.inference_mode():
         raw = float(bundle.network(torch.from_numpy(network_input)[None, None]).float()[0])
 
@@ -440,8 +446,10 @@ def output_name(path: Path, taken: set[str]) -> str:
         >>> output_name(Path("a/scan.nii.gz"), taken), output_name(Path("b/scan.nii.gz"), taken)
         ('scan', 'scan-2')
     """
+    from spineage.imaging.io import IMAGE_2D_SUFFIXES
+
     stem = path.name
-    for suffix in (".nii.gz", ".nii", ".png", ".dcm", ".jpg", ".jpeg", ".tif", ".tiff"):
+    for suffix in (".nii.gz", ".nii", ".dcm", *IMAGE_2D_SUFFIXES):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break

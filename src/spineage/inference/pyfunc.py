@@ -42,7 +42,7 @@ class SpineAgeService:
 
         if self._models is None:
             bundle = bundle_for_model_directory(self.model_dir)
-            self._models = Models(uri=bundle.uri, _loaded={bundle.uri: bundle})
+            self._models = Models.pinned(bundle)
         return self._models
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:

@@ -377,16 +377,12 @@ def read_site_table(table: Path, settings: PredictSettings) -> SiteTable:
 
 
 def load_site_settings(params: str | Path | None) -> tuple[PredictSettings, int]:
-    """The ``predict`` section and the seed of ``params`` when that file exists, else the defaults."""
-    from spineage.config import Params
+    """The ``predict`` section and the seed of ``params`` when that file exists, else the defaults (both checked)."""
+    from spineage.config import Params, load_params
+    from spineage.inference.settings import load_predict_settings
 
-    if params is None or not Path(params).is_file():
-        return PredictSettings(), Params().seed
-    from spineage.config import read_params_mapping
-    from spineage.inference.settings import parse_predict_settings
-
-    raw = read_params_mapping(params)
-    return parse_predict_settings(raw.get("predict")), int(raw.get("seed", Params().seed))
+    seed = load_params(params).seed if params is not None and Path(params).is_file() else Params().seed
+    return load_predict_settings(params), seed
 
 
 @dataclass
@@ -563,7 +559,7 @@ def recalibrate_site(
         check_enough_units(len(set(site_table.subjects)), coverage, holdout_fraction, what="subjects with normal scans", note=note)
 
     # Pinned to the version: an alias moved during the run changes nothing.
-    results = _raw_spine_ages(site_table, Models(bundle.uri, _loaded={bundle.uri: bundle}), settings, progress)
+    results = _raw_spine_ages(site_table, Models.pinned(bundle), settings, progress)
     calibration = fit_site_calibration(
         [result["spine_age_raw"] for result in results], [request.age for request in site_table.requests], site_table.subjects,
         method=bundle.correction.method, coverage=coverage, holdout_fraction=holdout_fraction, seed=seed,

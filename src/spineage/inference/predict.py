@@ -176,7 +176,7 @@ def _predict_mri(bundle: ModelBundle, request: ScanRequest, settings: PredictSet
 
     preprocessing = bundle.preprocessing
     fitting = preprocessing.pop("fit_to_network", {}) or {}
-    preprocess_settings = parse_preprocess_settings({k: v for k, v in preprocessing.items() if k != "segmentation_model"})
+    preprocess_settings = parse_preprocess_settings(preprocessing)
     volume = load_volume(request.path)
     labels, confidence = segment_volume_with_confidence(volume, bundle.segmenter())
     array, record = _preprocess(volume, labels, preprocess_settings, request.path)
@@ -464,15 +464,13 @@ def output_name(path: Path, taken: set[str]) -> str:
 
 @dataclass
 class PredictionRun:
-    """What ``spineage predict`` did: the results, and the scans that failed with why."""
+    """What ``spineage predict`` did when every scan was predicted (a failure raises)."""
 
     results: list[dict[str, Any]]
-    failures: list[tuple[str, str]]
     out: Path
 
     def __str__(self) -> str:
-        done = f"{len(self.results)} of {len(self.results) + len(self.failures)} scans predicted; wrote {self.out}"
-        return done if not self.failures else done + f" ({len(self.failures)} failed: see {self.out / SUMMARY})"
+        return f"{len(self.results)} scans predicted; wrote {self.out}"
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -534,10 +532,9 @@ def predict_scans(
             echo(describe(result))
     table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     write_atomic(out / SUMMARY, lambda p: table.to_csv(p, index=False, float_format="%.3f"))
-    run = PredictionRun(results, failures, out)
     if failures:
         raise UserError(f"{len(failures)} of {len(requests)} scans failed (the others are in {out / SUMMARY}); first: {failures[0][1]}")
-    return run
+    return PredictionRun(results, out)
 
 
 def models_for(uri: str | None) -> Models:

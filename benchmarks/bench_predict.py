@@ -17,7 +17,7 @@ What is timed, all in one run:
   ``--repeats`` times on the first scan, with every step it takes timed by
   wrapping the functions it calls (nothing of the pipeline is re-written here):
   finding the kind, load, segment (of which the working grid, the segmenter's
-  network, the largest component, the probabilities back on the scan's grid and
+  network, the spine's connected pieces, the probabilities back on the scan's grid and
   the confidence), preprocess, fit to the network's input, the
   spine-age network, the quality checks (inspection, regions, the training
   reference), the correction; "other" is the rest of ``predict_scan``. The
@@ -64,7 +64,7 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("segment", "spineage.imaging.segmentation", "segment_volume_with_confidence"),
     ("  working grid", "spineage.imaging.segmentation", "image_to_working_grid"),
     ("  segmenter network", "spineage.imaging.segmentation", "predict_probabilities"),
-    ("  largest component (x2)", "spineage.imaging.segmentation", "keep_largest_component"),
+    ("  spine components (x2)", "spineage.imaging.segmentation", "keep_spine_components"),
     ("preprocess", "spineage.inference.predict", "_preprocess"),
     ("fit to the network input", "spineage.training.data", "fit_to_network"),
     ("quality: inspect", "spineage.imaging.inspect", "inspect_volume"),
@@ -204,7 +204,7 @@ def main() -> None:
             totals.append(time.perf_counter() - start)
     per_run: dict[str, list[float]] = {}
     for label, values in times.items():
-        calls = len(values) // args.repeats  # calls per scan (the largest component: twice)
+        calls = len(values) // args.repeats  # calls per scan (the spine components: twice)
         per_run[label] = [sum(values[r * calls:(r + 1) * calls]) for r in range(args.repeats)]
     # What the wrapped functions leave uncounted, run by run: the segmenter's probabilities back on the scan's
     # grid and its confidence (inside segment_volume_with_confidence), and the rest of predict_scan.

@@ -5,7 +5,7 @@ Usage:
         [--model models/spine-seg] [--scans ../shared/realdata/mri] [--out benchmarks/out/segment-real] [--tag name]
 
 For every ``*.nii.gz`` in ``--scans`` it segments the scan as ``spineage predict``
-does (``segment_volume_with_confidence``: the largest connected spine component,
+does (``segment_volume_with_confidence``: the spine's large connected pieces,
 the mean top-class probability inside it) and writes, into ``--out``:
 
 * ``<scan>[-<tag>].png``: three sagittal slices around the middle (the scan in

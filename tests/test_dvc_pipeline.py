@@ -54,6 +54,7 @@ PARAMS_SECTIONS_READ: dict[tuple[str, ...], frozenset[str]] = {
     ("cohort",): frozenset({"seed", "cohort"}),
     ("preprocess",): frozenset({"preprocess"}),
     ("segment", "train"): frozenset({"seed", "segmentation"}),
+    ("segment", "pretrain"): frozenset({"seed", "synth", "segmentation"}),
     ("train",): frozenset({"seed", "train", "preprocess"}),
     ("evaluate",): frozenset({"evaluate"}),
     ("ablation-table",): frozenset(),

@@ -298,14 +298,40 @@ def segment_train(
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: params.yaml's segmentation.epochs)."),
     max_scans: Optional[int] = typer.Option(None, help="Most labelled scans to train on (default: params.yaml's)."),
     metrics: Optional[Path] = typer.Option(None, help="JSON file for the held-out Dice and counts (as in --reports)."),
+    initial_model: Optional[str] = typer.Option(
+        None, help="A model folder or MLflow model URI to start from (default: params.yaml's segmentation.initial_model)."
+    ),
+    alias: str = typer.Option("candidate", help="The alias the new spine-seg-mri version takes: candidate, or pretrained for a pre-training a later run starts from."),
 ) -> None:
     """Train the segmentation U-Net, score its Dice on held-out scans, log the MLflow run and register spine-seg-mri@candidate."""
     from spineage.imaging.segmentation import load_segmentation_settings, train_segmentation, write_metrics
 
-    settings = load_segmentation_settings(params).with_overrides(epochs=epochs, max_scans=max_scans)
-    result = train_segmentation(raw, settings, cohort=cohort, out=out, reports=reports)
+    settings = load_segmentation_settings(params).with_overrides(epochs=epochs, max_scans=max_scans, initial_model=initial_model)
+    result = train_segmentation(raw, settings, cohort=cohort, out=out, reports=reports, alias=alias)
     if metrics is not None:
         write_metrics(result, metrics)
+    typer.echo(str(result))
+
+
+@segment_app.command("pretrain")
+@user_errors
+def segment_pretrain(
+    out: Path = typer.Option(Path("models/spine-seg-pretrained"), help="Folder to copy the pre-trained model into (segment train --initial-model names it)."),
+    reports: Optional[Path] = typer.Option(None, help="Folder for metrics.json (Dice on its own held-out subjects) and series.csv."),
+    params: Path = typer.Option(Path("params.yaml"), help="The params file (seed, synth and segmentation sections)."),
+    seed: int = typer.Option(20251130, help="The pre-training phantom's seed (not the default cohort's: none of its subjects)."),
+    n_subjects: int = typer.Option(150, help="Subjects of the pre-training phantom."),
+    epochs: int = typer.Option(90, help="Epochs."),
+    max_scans: int = typer.Option(160, help="Most labelled scans to train on."),
+    workers: Optional[int] = typer.Option(None, help="Processes drawing the phantom (default: params.yaml's)."),
+) -> None:
+    """Pre-train the segmentation U-Net on a phantom of its own (SynthSeg-style) and register spine-seg-mri@pretrained."""
+    from spineage.config import load_params
+    from spineage.imaging.pretrain import pretrain_segmentation
+    from spineage.imaging.segmentation import load_segmentation_settings
+
+    settings = load_segmentation_settings(params).with_overrides(epochs=epochs, max_scans=max_scans)
+    result = pretrain_segmentation(load_params(params), settings, seed=seed, n_subjects=n_subjects, out=out, reports=reports, workers=workers)
     typer.echo(str(result))
 
 

@@ -292,16 +292,56 @@ def test_the_region_ablation_and_no_model_work_with_label_masks() -> None:
     assert settings.settings_hash() != replace(settings, masks="segmentation", region="whole").settings_hash()
 
 
-def test_only_the_largest_connected_spine_component_is_kept() -> None:
-    from spineage.imaging.segmentation import keep_largest_component
+def test_small_stray_pieces_are_dropped_and_large_spine_pieces_kept() -> None:
+    from spineage.imaging.segmentation import MIN_COMPONENT_SHARE, keep_spine_components
 
     classes = np.zeros((4, 6, 12), dtype=np.uint8)
     classes[1:3, 1:4, 0:8] = 1  # the spine: vertebra ...
     classes[1:3, 4, 2:6] = 3  # ... with the canal beside it
     classes[3, 5, 6] = 4  # touching the canal only at a corner: still the spine (26-connected)
-    classes[0:2, 0:2, 10:12] = 2  # a stray blob
-    kept = keep_largest_component(classes)
+    classes[0:2, 0:2, 10:12] = 2  # a stray blob: 8 voxels, under a quarter of the spine's 57
+    kept = keep_spine_components(classes)
     assert kept.dtype == classes.dtype
     assert (kept[..., 10:] == 0).all()
     assert np.array_equal(kept[..., :10], classes[..., :10])
-    assert np.array_equal(keep_largest_component(np.zeros((2, 2, 2), np.uint8)), np.zeros((2, 2, 2), np.uint8))
+    assert np.array_equal(keep_spine_components(np.zeros((2, 2, 2), np.uint8)), np.zeros((2, 2, 2), np.uint8))
+
+    # A canal cut off from the column (a small field of view on the network's grid) is a large share: kept.
+    split = np.zeros((6, 8, 12), dtype=np.uint8)
+    split[1:3, 0:3, 0:12] = 1  # the column: 72 voxels
+    split[1:3, 5:7, 0:12] = 3  # the canal, two voxels behind it: 48 voxels
+    split[5, 7, 11] = 2  # one stray voxel, apart from both
+    kept = keep_spine_components(split)
+    assert (kept == 3).sum() == 48 and (kept == 1).sum() == 72 and (kept == 2).sum() == 0
+    assert 48 / 72 >= MIN_COMPONENT_SHARE > 1 / 72
+    # Only the largest piece when the share asks for it.
+    assert (keep_spine_components(split, min_share=1.0) == 3).sum() == 0
+
+
+def test_pretraining_draws_its_own_phantom_registers_pretrained_and_the_stage_can_start_from_it(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from spineage.imaging.segmentation import MODEL_NAME, initial_weights, train_segmentation
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_store(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)
+    section = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(TINY).items() if k != "seed"}
+    params = write_params(tmp_path / "params.yaml", {"seed": TINY.seed, "segmentation": section, "synth": {"profile": "ci"}})
+    arguments = ["segment", "pretrain", "--out", str(tmp_path / "pretrained"), "--reports", str(tmp_path / "reports"),
+                 "--params", str(params), "--n-subjects", "6", "--epochs", "1", "--max-scans", "4", "--workers", "1"]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "pretrained").version) == "1"
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias(MODEL_NAME, "candidate")  # a pre-training is never a candidate
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert metrics["held_out_scans"] >= 1 and 0.0 <= metrics["dice"]["vertebra"] <= 1.0
+    assert not list(tmp_path.glob("spineage-pretrain-*"))  # its phantom was drawn in a temporary folder, gone
+    start = initial_weights(replace(TINY, initial_model=str(tmp_path / "pretrained")))  # what segment train --initial-model loads
+    assert set(start.state_dict()) == set(mlflow.pytorch.load_model(str(tmp_path / "pretrained"), map_location="cpu").state_dict())
+    with pytest.raises(UserError, match="production comes only through `spineage promote`"):
+        train_segmentation(tmp_path, TINY, alias="production")

@@ -60,10 +60,12 @@ def sessions(raw: Path, modality: str) -> pd.DataFrame:
 def mri_preprocessing(segmenter: Path) -> dict:
     """The preprocess section a tiny MRI network is trained with (params.yaml's defaults, this segmenter)."""
     from spineage.imaging.preprocess import PreprocessSettings
+    from spineage.imaging.identity import SEGMENTER_IDENTITY_KEY, segmentation_model_identity
 
     settings = PreprocessSettings(segmentation_model=str(segmenter), **MRI_GRID)
     values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()}
     values["fit_to_network"] = {"crop_shape": [8, 64, 256], "input_shape": list(MRI_INPUT)}
+    values[SEGMENTER_IDENTITY_KEY] = segmentation_model_identity(str(segmenter))  # as the train stage stores it
     return values
 
 
@@ -72,11 +74,13 @@ def mri_reference_of(paths: list[str], ages: list[float], segmenter: Path):
     from spineage.imaging.io import load_volume
     from spineage.imaging.preprocess import parse_preprocess_settings, preprocess_volume
     from spineage.imaging.segmentation import load_segmentation_model, segment_volume_with_confidence
+    from spineage.imaging.identity import SEGMENTER_IDENTITY_KEY
     from spineage.inference.predict import _mri_measurements
     from spineage.inference.reference import TrainingReference
 
     preprocessing = mri_preprocessing(segmenter)
     preprocessing.pop("fit_to_network")
+    preprocessing.pop(SEGMENTER_IDENTITY_KEY)
     settings = parse_preprocess_settings(preprocessing)
     net = load_segmentation_model(str(segmenter))
     rows = []

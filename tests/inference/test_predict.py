@@ -64,6 +64,30 @@ def test_a_lumbar_only_scan_is_flagged_with_reasons(registry, phantom: Path, tmp
     assert "whole-spine" in reasons and "outside the training scans'" in reasons
 
 
+def test_a_segmenter_other_than_the_training_one_is_flagged(registry, phantom: Path) -> None:
+    import copy
+    from dataclasses import replace
+
+    from spineage.imaging.identity import SEGMENTER_IDENTITY_KEY
+    from spineage.inference.bundle import load_bundle
+
+    bundle = load_bundle(f"models:/spine-age-mri/{registry.mri_version}")
+    assert bundle.segmenter_mismatch is None  # the folder holds the model the network names
+    network = copy.deepcopy(bundle.network)
+    stored = network.preprocessing[SEGMENTER_IDENTITY_KEY]
+    assert "#sha256=" in stored
+    network.preprocessing[SEGMENTER_IDENTITY_KEY] = stored.rpartition("#sha256=")[0] + "#sha256=0123456789abcdef"
+    other = replace(bundle, network=network)
+    scan = _new_mri(phantom)
+    result = predict_scan(ScanRequest(Path(scan.path), age=50.0), Models.pinned(other))
+    assert _flags(result) == {"segmenter"}, result["quality"]["flags"]
+    reason = result["quality"]["flags"][0]["reason"]
+    assert "0123456789abcdef" in reason and stored.rpartition("#sha256=")[2] in reason
+    # Same network, same scan: the flag changes nothing else.
+    plain = predict_scan(ScanRequest(Path(scan.path), age=50.0), Models.pinned(bundle))
+    assert plain["spine_age"] == result["spine_age"] and _flags(plain) == set()
+
+
 def test_a_radiograph_picks_the_xray_model_and_needs_the_age_for_beheshti(registry, phantom: Path) -> None:
     scan = sessions(phantom, "xray_lat").iloc[TRAINING_SUBJECTS]
     without_age = predict_scan(ScanRequest(Path(scan.path)), Models())

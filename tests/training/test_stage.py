@@ -88,7 +88,11 @@ def test_the_run_is_logged_and_the_model_registered_as_candidate(ci_cohort: Path
     gate = tmp_path / "gate.json"
     gate.write_text(json.dumps({"success": True}))
     first = train(ci_cohort, tmp_path / "a", gate_report=gate)
-    second = train(ci_cohort, tmp_path / "b", replace(TINY, loss="mean_variance", age_bins=(10.0, 100.0, 2.0)))
+    segmenter = tmp_path / "spine-seg"
+    segmenter.mkdir()
+    (segmenter / "MLmodel").write_text("a stand-in for the segmenter the arrays were masked with\n")
+    second = train(ci_cohort, tmp_path / "b", replace(TINY, loss="mean_variance", age_bins=(10.0, 100.0, 2.0)),
+                   preprocessing={"segmentation_model": str(segmenter)})
 
     client = mlflow.MlflowClient()
     versions = client.search_model_versions(f"name='{MODEL_NAME}'")
@@ -109,6 +113,10 @@ def test_the_run_is_logged_and_the_model_registered_as_candidate(ci_cohort: Path
 
     loaded = mlflow.pytorch.load_model(f"models:/{MODEL_NAME}@candidate", map_location="cpu")
     assert isinstance(loaded, SpineAgeNet) and loaded.mean_variance and loaded.input_shape == TINY.input_shape
+    # The network names the segmenter its arrays were masked with, and its bytes.
+    from spineage.imaging.identity import SEGMENTER_IDENTITY_KEY, hash_inputs
+
+    assert loaded.preprocessing[SEGMENTER_IDENTITY_KEY] == f"{segmenter}#sha256={hash_inputs(segmenter, None)}"
     from spineage.training.data import load_splits
     from spineage.training.stage import predict_ages
 

@@ -562,11 +562,12 @@ def _spine_labels(volume: Volume, label: str | Path | None, settings: Preprocess
 
 def _segmentation_model(settings: PreprocessSettings) -> str:
     """The model URI to segment with: pinned as the preprocess stage pins it, a local folder checked and made absolute."""
-    from spineage.imaging.stage import _local_model_path, pin_segmentation_model
+    from spineage.imaging.identity import local_model_path
+    from spineage.imaging.stage import pin_segmentation_model
 
     settings, _ = pin_segmentation_model(settings)  # masks: segmentation: a missing folder is refused here
     model = settings.segmentation_model
-    local = _local_model_path(model)
+    local = local_model_path(model)
     if local is None:
         return model
     if not local.exists():

@@ -62,6 +62,7 @@ import numpy as np
 from spineage.errors import UserError
 from spineage.settings_checks import choice, field_names, number, section_mapping
 from spineage.findings.vocabulary import REGIONS
+from spineage.imaging.identity import DEFAULT_SEGMENTATION_MODEL
 from spineage.imaging.intensity import (
     NORMALISATIONS,
     intensity_problems,
@@ -182,7 +183,7 @@ class PreprocessSettings:
     max_failure_fraction: float = 0.05
     workers: int = 2
     masks: str = "segmentation"
-    segmentation_model: str | None = "models/spine-seg"
+    segmentation_model: str | None = DEFAULT_SEGMENTATION_MODEL
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that decide the arrays and their flags (not workers or the failure threshold)."""

@@ -6,7 +6,7 @@ sacrum, 27), disc (31-56), canal CSF (60) and cord (61). It works on a coarse
 grid (``working_spacing_mm`` of params.yaml, 4 x 2.5 x 2.5 mm by default: at 4 mm
 isotropic, resampling alone caps disc Dice on the native grid near 0.83), on
 intensities scaled by robust percentiles, and predicts whole scans with a
-sliding window, keeping the largest connected spine component. With
+sliding window, keeping the spine's large connected pieces. With
 ``synthesis: true`` (the default) it never learns one scanner's contrast: every
 training crop is a new image synthesised from the label map, SynthSeg-style
 (:mod:`spineage.imaging.synthesis`), so that it transfers to real scans.
@@ -82,6 +82,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MODEL_NAME = "spine-seg-mri"
 """The registered model every training run adds a version to."""
+
+TRAINING_ALIASES: tuple[str, ...] = ("candidate", "pretrained")
+"""The aliases a training run may give its version: a candidate for promotion, or a pre-training to start from."""
 
 EXPERIMENT = "spine-seg-mri"
 """The MLflow experiment of the segmentation runs."""
@@ -455,24 +458,39 @@ def _classes_on_grid(probabilities: "torch.Tensor", shape: Sequence[int]) -> np.
     return _resize(probabilities[None], shape)[0].argmax(0).numpy().astype(np.uint8)
 
 
-def keep_largest_component(classes: np.ndarray) -> np.ndarray:
-    """The class map with every voxel outside the largest 26-connected foreground component set to background.
+MIN_COMPONENT_SHARE: float = 0.25
+"""A connected spine piece is kept when it holds at least this share of the largest piece's voxels.
 
-    The spine (vertebrae, discs, canal and cord together) is one connected
-    structure; a stray blob elsewhere in the body would otherwise widen the
-    mask's bounding box and move the preprocess crop off the spine.
+The spine is usually one connected structure, but not always on the network's
+grid: on a small field of view (a cervical crop) the canal and the vertebral
+column can come out as two pieces, each a large share of the mask, while a
+stray blob elsewhere in the body is a small share.
+"""
+
+
+def keep_spine_components(classes: np.ndarray, min_share: float = MIN_COMPONENT_SHARE) -> np.ndarray:
+    """The class map with every 26-connected foreground piece under ``min_share`` of the largest set to background.
+
+    A stray blob elsewhere in the body would otherwise widen the mask's
+    bounding box and move the preprocess crop off the spine; a second large
+    piece (the canal beside the column on a small field of view) is spine.
 
     Example:
-        >>> keep_largest_component(np.array([[[1, 2, 0, 0, 3]]])).tolist()
-        [[[1, 2, 0, 0, 0]]]
+        >>> keep_spine_components(np.array([[[1, 1, 1, 1, 2, 0, 0, 3]]])).tolist()
+        [[[1, 1, 1, 1, 2, 0, 0, 0]]]
+        >>> keep_spine_components(np.array([[[1, 1, 1, 1, 2, 0, 0, 3]]]), min_share=0.2).tolist()
+        [[[1, 1, 1, 1, 2, 0, 0, 3]]]
     """
     from scipy import ndimage
 
     components, count = ndimage.label(classes > 0, structure=np.ones((3, 3, 3), dtype=bool))
     if count <= 1:
         return classes
-    largest = 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
-    return np.where(components == largest, classes, 0).astype(classes.dtype)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    kept = sizes >= min_share * sizes.max()
+    kept[0] = False
+    return np.where(kept[components], classes, 0).astype(classes.dtype)
 
 
 def segment_classes(net: "SpineSegNet", image: np.ndarray, spacing: Sequence[float], *, mixed_precision: bool = True) -> np.ndarray:
@@ -481,7 +499,7 @@ def segment_classes(net: "SpineSegNet", image: np.ndarray, spacing: Sequence[flo
     The scan is resampled to the network's working spacing, predicted by
     sliding window, and its class probabilities resampled back linearly before
     taking the most probable class (smoother borders than resampling labels);
-    only the largest connected spine component is kept (:func:`keep_largest_component`).
+    only the spine's large connected pieces are kept (:func:`keep_spine_components`).
     """
     return segment_classes_with_confidence(net, image, spacing, mixed_precision=mixed_precision)[0]
 
@@ -492,7 +510,7 @@ def segment_classes_with_confidence(
     """:func:`segment_classes` and the network's confidence (:func:`spine_confidence` on the working grid)."""
     work = image_to_working_grid(image, spacing, net.working_spacing, net.intensity_percentiles)
     probabilities = predict_probabilities(net, work, mixed_precision=mixed_precision)
-    return keep_largest_component(_classes_on_grid(probabilities, image.shape)), spine_confidence(probabilities)
+    return keep_spine_components(_classes_on_grid(probabilities, image.shape)), spine_confidence(probabilities)
 
 
 @functools.lru_cache(maxsize=4)
@@ -545,7 +563,7 @@ def segment_volume_with_confidence(
     """Segment a scan and say how sure the network is: (label map, confidence).
 
     The label map is :func:`segment_volume`'s. The confidence is the mean top-class
-    probability over the voxels of the largest connected spine component on the
+    probability over the voxels of the kept spine pieces (:func:`keep_spine_components`) on the
     working grid: 1.0 is a network certain of every spine voxel; a scan unlike
     anything it was trained on (another body part, a contrast it never saw) scores
     lower, which is what ``spineage predict``'s out-of-distribution flag reads.
@@ -567,7 +585,7 @@ def segment_volume_with_confidence(
 
 
 def spine_confidence(probabilities: "torch.Tensor | np.ndarray") -> float:
-    """Mean top-class probability inside the largest connected spine component of (C, X, Y, Z) probabilities.
+    """Mean top-class probability inside the kept spine pieces (:func:`keep_spine_components`) of (C, X, Y, Z) probabilities.
 
     0.0 when no voxel's most probable class is a spine class.
 
@@ -578,7 +596,7 @@ def spine_confidence(probabilities: "torch.Tensor | np.ndarray") -> float:
         0.75
     """
     probabilities = np.asarray(probabilities, dtype=np.float32)
-    spine = keep_largest_component(probabilities.argmax(0).astype(np.uint8)) > 0
+    spine = keep_spine_components(probabilities.argmax(0).astype(np.uint8)) > 0
     return float(probabilities.max(0)[spine].mean()) if spine.any() else 0.0
 
 
@@ -1146,6 +1164,7 @@ def train_segmentation(
     out: str | Path | None = None,
     reports: str | Path | None = None,
     progress: bool = True,
+    alias: str = "candidate",
 ) -> SegmentationResult:
     """Train the spine segmentation network on a raw cohort's labelled MRI, score it, log it and register it.
 
@@ -1158,7 +1177,8 @@ def train_segmentation(
     is segmented as :func:`segment_volume` does and scored on its own grid. One
     MLflow run holds the settings, the per-epoch loss and Dice, the final Dice
     (overall and per split), the series used and the model; the model becomes
-    a new version of ``spine-seg-mri`` with alias ``candidate``.
+    a new version of ``spine-seg-mri`` with alias ``alias`` (``candidate``; a
+    pre-training that a later run starts from takes ``pretrained``).
 
     Args:
         raw_dir: a raw-cohort folder (sessions.csv with ``label`` paths).
@@ -1168,6 +1188,7 @@ def train_segmentation(
         reports: a folder for ``metrics.json`` and ``series.csv`` (see
             :func:`write_segmentation_reports`), or None.
         progress: show progress bars.
+        alias: the registry alias the new version takes.
 
     Returns:
         The :class:`SegmentationResult`.
@@ -1187,6 +1208,9 @@ def train_segmentation(
 
     from spineage.models.spine_seg import SpineSegNet
 
+    if alias not in TRAINING_ALIASES:
+        raise UserError(f"Expected the new version's alias to be one of {', '.join(TRAINING_ALIASES)} (production comes only "
+                        f"through `spineage promote`), found {alias!r}")
     raw_dir = Path(raw_dir)
     if out is not None:
         out = _check_model_folder(Path(out))  # before minutes of training
@@ -1313,7 +1337,7 @@ def train_segmentation(
         version = register_model_version(
             model_info,
             MODEL_NAME,
-            alias="candidate",
+            alias=alias,
             tags={f"dice_{k}": f"{v:.4f}" for k, v in dice.items()},
             description=f"Spine segmentation U-Net ({', '.join(CLASS_NAMES[1:])}) at {list(settings.working_spacing_mm)} mm",
         )

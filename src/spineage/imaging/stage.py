@@ -44,7 +44,6 @@ stored orientation (the loader's DICOM allow-list is not copied either).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -56,6 +55,7 @@ import pandas as pd
 
 from spineage.atomic import write_array_atomic, write_atomic
 from spineage.errors import UserError
+from spineage.imaging.identity import hash_inputs, local_model_path, segmentation_model_identity
 from spineage.imaging.preprocess import (
     EXCLUDED,
     FAILED,
@@ -138,39 +138,6 @@ def read_cohort_series(raw: str | Path, cohort: str | Path) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def hash_inputs(image: str | Path, label: str | Path | None) -> str:
-    """A short hash of the bytes of an image and its label map (a DICOM folder: every file, by relative path)."""
-    digest = hashlib.sha256()
-    for role, path in (("image", image), ("label", label)):
-        digest.update(role.encode())
-        if path is None or path == "":
-            digest.update(b"<none>")
-            continue
-        path = Path(path)
-        files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if p.is_file())
-        if not path.exists():
-            digest.update(b"<missing>")
-        for file in files:
-            digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-            try:
-                with file.open("rb") as handle:
-                    digest.update(hashlib.file_digest(handle, "sha256").digest())
-            except OSError:
-                digest.update(b"<unreadable>")
-    return digest.hexdigest()[:16]
-
-
-def _local_model_path(uri: str) -> Path | None:
-    """The file or folder a segmentation model URI names on this machine, or None for a registry or remote URI."""
-    if uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return Path(unquote(urlparse(uri).path))
-    if "://" in uri or uri.startswith(("models:/", "runs:/")):
-        return None
-    return Path(uri)
-
-
 def pin_segmentation_model(settings: PreprocessSettings) -> tuple[PreprocessSettings, str]:
     """The settings with their segmentation model pinned, and the settings hash of the model they name.
 
@@ -199,16 +166,13 @@ def pin_segmentation_model(settings: PreprocessSettings) -> tuple[PreprocessSett
 
         configure_mlflow()
         settings = replace(settings, segmentation_model=pinned_model_uri(model))
-    identity = settings.segmentation_model
-    local = _local_model_path(identity)
-    if local is not None and local.exists():
-        identity = f"{identity}#sha256={hash_inputs(local, None)}"
-    elif local is not None and settings.masks == "segmentation":
+    local = local_model_path(settings.segmentation_model)
+    if local is not None and not local.exists() and settings.masks == "segmentation":
         raise UserError(
             f"Expected the segmentation model folder {local} (preprocess.segmentation_model, needed by masks: segmentation; "
             f"`spineage segment train --out {local}` writes it), found nothing there"
         )
-    return settings, replace(settings, segmentation_model=identity).settings_hash()
+    return settings, replace(settings, segmentation_model=segmentation_model_identity(settings.segmentation_model)).settings_hash()
 
 
 def _read_manifest(path: Path) -> dict[str, dict[str, str]]:

@@ -88,6 +88,24 @@ class ModelBundle:
             self._segmenter = load_segmentation_model(segmentation_model_location(self.preprocessing))
         return self._segmenter
 
+    @functools.cached_property
+    def segmenter_mismatch(self) -> str | None:
+        """Why the segmenter found is not the one the training arrays were masked with, or None when it is.
+
+        None as well for a network that stores no segmenter identity (trained before it was recorded).
+        """
+        from spineage.imaging.identity import SEGMENTER_IDENTITY_KEY, same_segmentation_model, segmentation_model_identity
+
+        stored = self.preprocessing.get(SEGMENTER_IDENTITY_KEY)
+        if not stored:
+            return None
+        found = segmentation_model_identity(segmentation_model_location(self.preprocessing))
+        if same_segmentation_model(str(stored), found):
+            return None
+        return (f"the segmentation model at {self.preprocessing.get('segmentation_model')} ({found.rpartition('#')[2] or found}) is not "
+                f"the one this version's training scans were masked with ({str(stored).rpartition('#')[2] or stored}); "
+                f"masks, and so spine ages, may differ from training")
+
 
 def segmentation_model_location(preprocessing: dict[str, Any]) -> str:
     """Where the segmenter of ``preprocessing`` is: an MLflow URI as written, a folder relative to the repository root.

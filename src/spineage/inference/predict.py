@@ -16,7 +16,7 @@ Every scan gets a number, and with it the flags that say why it may not be
 trusted (:func:`quality_flags`): a field of view that is not whole-spine,
 voxel sizes, field of view, mask size and structure intensities outside those of
 the training scans (:mod:`spineage.inference.reference`), a segmenter unsure of
-the spine, the acquisition flags of ``spineage inspect``, an age outside the
+the spine or not the one the training scans were masked with, the acquisition flags of ``spineage inspect``, an age outside the
 training ages. Nothing read from a DICOM header reaches the output but what
 ``spineage inspect`` shows (no identifier).
 
@@ -172,10 +172,12 @@ def _predict_mri(bundle: ModelBundle, request: ScanRequest, settings: PredictSet
     from spineage.imaging.io import load_volume
     from spineage.imaging.preprocess import parse_preprocess_settings
     from spineage.imaging.segmentation import segment_volume_with_confidence
+    from spineage.imaging.identity import SEGMENTER_IDENTITY_KEY
     from spineage.training.data import fit_to_network
 
     preprocessing = bundle.preprocessing
     fitting = preprocessing.pop("fit_to_network", {}) or {}
+    preprocessing.pop(SEGMENTER_IDENTITY_KEY, None)
     preprocess_settings = parse_preprocess_settings(preprocessing)
     volume = load_volume(request.path)
     labels, confidence = segment_volume_with_confidence(volume, bundle.segmenter())
@@ -195,6 +197,8 @@ def _predict_mri(bundle: ModelBundle, request: ScanRequest, settings: PredictSet
     # The flag rests on the measured extent alone: a file name cannot make a short field of view whole-spine.
     if len(estimate_regions(extent).regions) < settings.min_regions_in_view:
         flags.append(("field_of_view", f"the segmented spine spans {extent:.0f} mm, {regions.note.split(': ', 1)[-1]}; {WHOLE_SPINE_NOTE}"))
+    if bundle.segmenter_mismatch:
+        flags.append(("segmenter", bundle.segmenter_mismatch))
     if confidence < settings.min_segmentation_confidence:
         flags.append(("segmentation_confidence", f"mean top-class probability {confidence:.2f} inside the segmented spine, below {settings.min_segmentation_confidence:g}"))
     for detail in filter(None, str(record.get("reason") or "").split("; ")):

@@ -278,6 +278,18 @@ def _json_number(value: Any) -> Any:
 # --------------------------------------------------------------------------- model and steps
 
 
+def _segmenter_identity(preprocessing: dict[str, Any]) -> dict[str, str]:
+    """The identity of the segmenter the arrays were masked with, to store with the network (none named: nothing).
+
+    ``spineage predict`` masks a new scan with the segmenter the network names and
+    flags the scan when the folder no longer holds the same model.
+    """
+    from spineage.imaging.identity import DEFAULT_SEGMENTATION_MODEL, SEGMENTER_IDENTITY_KEY, segmentation_model_identity
+
+    model = preprocessing.get("segmentation_model", DEFAULT_SEGMENTATION_MODEL)
+    return {SEGMENTER_IDENTITY_KEY: segmentation_model_identity(str(model).strip())} if model else {}
+
+
 def build_model(settings: TrainingSettings, input_shape: tuple[int, int, int], train_ages: np.ndarray, preprocessing: dict[str, Any]) -> SpineAgeNet:
     """The paper's DCNN for ``input_shape``, its head fitted to the loss (age bins or the training ages' mean and SD)."""
     from spineage.models.losses import age_bin_centres
@@ -582,7 +594,7 @@ def _train(
     input_shape = train.shape
     torch.manual_seed(settings.seed)
     fitting = {"crop_shape": list(settings.crop_shape) if settings.crop_shape else None, "input_shape": list(input_shape)}
-    net = build_model(settings, input_shape, train.ages, {**preprocessing, "fit_to_network": fitting}).to(device)
+    net = build_model(settings, input_shape, train.ages, {**preprocessing, "fit_to_network": fitting, **_segmenter_identity(preprocessing)}).to(device)
     if channels_last:
         net = to_channels_last(net)
     loss_function = AgeLoss.for_model(

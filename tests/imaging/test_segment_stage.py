@@ -334,6 +334,7 @@ def test_pretraining_draws_its_own_phantom_registers_pretrained_and_the_stage_ca
                  "--params", str(params), "--n-subjects", "6", "--epochs", "1", "--max-scans", "4", "--workers", "1"]
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
+    assert "(alias pretrained," in result.output
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias(MODEL_NAME, "pretrained").version) == "1"
     with pytest.raises(MlflowException):

@@ -972,7 +972,7 @@ class SegmentationResult:
     Args:
         run_id: the MLflow run.
         model_uri: ``models:/spine-seg-mri/<version>`` of the registered version.
-        version: the registered version (alias ``candidate``).
+        version: the registered version.
         dice: mean Dice per class over the held-out scans, on their own grids.
         train_scans: scans trained on.
         held_out_scans: scans scored.
@@ -986,6 +986,7 @@ class SegmentationResult:
             and ``seconds`` (segmenting it, as ``segment_volume`` does).
         model_folder: where the model was written (``--out``), if anywhere.
         synthesis: trained on synthesised images (``settings.synthesis``).
+        alias: the registry alias the version took (``candidate``, or ``pretrained``).
     """
 
     run_id: str
@@ -1002,6 +1003,7 @@ class SegmentationResult:
     series: tuple[dict[str, Any], ...] = ()
     model_folder: Path | None = None
     synthesis: bool = False
+    alias: str = "candidate"
 
     @property
     def train_series(self) -> list[str]:
@@ -1018,7 +1020,7 @@ class SegmentationResult:
         scores = ", ".join(f"{name} {value:.3f}" for name, value in self.dice.items())
         written = f"; model in {self.model_folder}" if self.model_folder is not None else ""
         return (
-            f"{self.model_uri} (alias candidate, run {self.run_id}): {self.epochs} epochs on {self.train_scans} scans "
+            f"{self.model_uri} (alias {self.alias}, run {self.run_id}): {self.epochs} epochs on {self.train_scans} scans "
             f"in {self.seconds:.0f} s, loss {self.final_loss:.3f}; held-out Dice on {self.held_out_scans} scans "
             f"({', '.join(self.dice_by_split)}): {scores}; {self.inference_seconds:.2f} s per scan{written}"
         )
@@ -1358,6 +1360,7 @@ def train_segmentation(
         series=tuple(trained_on + scored),
         model_folder=out,
         synthesis=settings.synthesis,
+        alias=alias,
     )
     if reports is not None:
         write_segmentation_reports(result, reports)

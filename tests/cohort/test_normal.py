@@ -121,7 +121,7 @@ def test_default_settings_are_the_papers():
     settings = parse_cohort_settings({})
     assert settings == CohortSettings()
     assert (settings.umap_n_neighbors, settings.umap_min_dist, settings.umap_metric, settings.min_samples) == (15, 0.0, "canberra", 5)
-    assert settings.epsilon == {30: 0.7, 40: 0.7, 50: 0.7, 60: 0.7, 70: 0.3, 80: 0.3}
+    assert settings.epsilon == {30: 0.7, 40: 0.7, 50: 0.6, 60: 0.7, 70: 0.3, 80: 0.3}
     assert settings.normal_cluster_fraction == 0.15
 
 

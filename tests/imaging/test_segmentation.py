@@ -449,13 +449,13 @@ def test_confidence_is_high_for_a_sure_network_and_lower_for_an_unsure_one() -> 
     np.testing.assert_array_equal(segment_volume(volume, fixed_logit_net(8.0)), sure_labels)
 
 
-def test_confidence_counts_only_the_largest_spine_component_and_is_zero_without_spine() -> None:
+def test_confidence_counts_only_the_kept_spine_pieces_and_is_zero_without_spine() -> None:
     from spineage.imaging.segmentation import spine_confidence
 
     probabilities = np.zeros((5, 1, 1, 10), dtype=np.float32)
     probabilities[0] = 1.0
-    probabilities[:, 0, 0, 0:4] = np.array([0.1, 0.9, 0.0, 0.0, 0.0])[:, None]  # a large, sure spine piece
-    probabilities[:, 0, 0, 8] = [0.4, 0.6, 0.0, 0.0, 0.0]  # a stray unsure voxel: left out
+    probabilities[:, 0, 0, 0:6] = np.array([0.1, 0.9, 0.0, 0.0, 0.0])[:, None]  # a large, sure spine piece
+    probabilities[:, 0, 0, 8] = [0.4, 0.6, 0.0, 0.0, 0.0]  # a stray unsure voxel, under a quarter of it: left out
     assert spine_confidence(probabilities) == pytest.approx(0.9)
     assert spine_confidence(np.stack([np.ones((2, 2, 2))] + [np.zeros((2, 2, 2))] * 4)) == 0.0
 

@@ -16,9 +16,10 @@ Every scan gets a number, and with it the flags that say why it may not be
 trusted (:func:`quality_flags`): a field of view that is not whole-spine,
 voxel sizes, field of view, mask size and structure intensities outside those of
 the training scans (:mod:`spineage.inference.reference`), a segmenter unsure of
-the spine or not the one the training scans were masked with, the acquisition flags of ``spineage inspect``, an age outside the
-training ages. Nothing read from a DICOM header reaches the output but what
-``spineage inspect`` shows (no identifier).
+the spine or not the one the training scans were masked with, the acquisition
+flags of ``spineage inspect``, an age outside the training ages. Nothing read
+from a DICOM header reaches the output but what ``spineage inspect`` shows (no
+identifier).
 
 Example:
     >>> from spineage.inference.predict import ScanRequest, predict_scan  # doctest: +SKIP
@@ -169,10 +170,10 @@ def _predict_mri(bundle: ModelBundle, request: ScanRequest, settings: PredictSet
     import torch
 
     from spineage.imaging.inspect import estimate_regions, inspect_volume
+    from spineage.imaging.identity import SEGMENTER_IDENTITY_KEY
     from spineage.imaging.io import load_volume
     from spineage.imaging.preprocess import parse_preprocess_settings
     from spineage.imaging.segmentation import segment_volume_with_confidence
-    from spineage.imaging.identity import SEGMENTER_IDENTITY_KEY
     from spineage.training.data import fit_to_network
 
     preprocessing = bundle.preprocessing

@@ -123,14 +123,19 @@ def test_the_deformation_moves_image_and_labels_alike() -> None:
     assert moved_somewhere
 
 
-def test_the_chain_gives_a_patch_whose_label_matches_its_tissues_and_whose_contrast_varies() -> None:
+def _seeded_chain(seed: int, **settings):
+    """The synthesis chain on the blocky scan's tissues (3 background tissues), seeded: (chain, its input)."""
     image, classes = blocky_scan()
     lookup = tissue_classes(3, (2, 2, 1, 1))
     tissues = tissue_map(image, classes, 3, (2, 2, 1, 1))
-    settings = SynthesisSettings(background_tissues=3, real_image_fraction=0.0, field_of_view_probability=0.0)
-    chain = synthesis_transform(PATCH, len(lookup), lookup, settings)
-    chain.set_random_state(7)
-    pairs = [chain({"tissue": torch.from_numpy(tissues[None].astype(np.int64))}) for _ in range(5)]
+    chain = synthesis_transform(PATCH, len(lookup), lookup, SynthesisSettings(background_tissues=3, real_image_fraction=0.0, **settings))
+    chain.set_random_state(seed)
+    return chain, {"tissue": torch.from_numpy(tissues[None].astype(np.int64))}
+
+
+def test_the_chain_gives_a_patch_whose_label_matches_its_tissues_and_whose_contrast_varies() -> None:
+    chain, sample = _seeded_chain(7, field_of_view_probability=0.0)
+    pairs = [chain(dict(sample)) for _ in range(5)]
     for pair in pairs:
         assert tuple(pair["image"].shape) == (1, *PATCH) and tuple(pair["label"].shape) == (1, *PATCH)
         assert set(np.unique(pair["label"].numpy())) <= {0, 1, 2, 3, 4}
@@ -147,13 +152,8 @@ def test_the_chain_gives_a_patch_whose_label_matches_its_tissues_and_whose_contr
 
 
 def test_a_smaller_field_of_view_blanks_image_and_label_together() -> None:
-    image, classes = blocky_scan()
-    lookup = tissue_classes(3, (2, 2, 1, 1))
-    tissues = tissue_map(image, classes, 3, (2, 2, 1, 1))
-    settings = SynthesisSettings(background_tissues=3, field_of_view_probability=1.0, real_image_fraction=0.0)
-    chain = synthesis_transform(PATCH, len(lookup), lookup, settings)
-    chain.set_random_state(2)
-    pair = chain({"tissue": torch.from_numpy(tissues[None].astype(np.int64))})
+    chain, sample = _seeded_chain(2, field_of_view_probability=1.0)
+    pair = chain(sample)
     outside = pair["image"][0].numpy() == 0
     assert outside.any()
     assert (pair["label"][0].numpy()[outside] == 0).mean() > 0.99

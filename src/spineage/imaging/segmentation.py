@@ -1217,8 +1217,7 @@ def train_segmentation(
     if out is not None:
         out = _check_model_folder(Path(out))  # before minutes of training
     chosen = choose_scans(raw_dir, settings, cohort)
-    if settings.initial_model:
-        initial_weights(settings)  # before minutes of loading
+    initial = initial_weights(settings) if settings.initial_model else None  # checked before minutes of loading
     configure_mlflow(EXPERIMENT)  # fail early on an unusable tracking store, before minutes of loading
     # Scored every epoch on the working grid: a few held-out scans, the validation split's first.
     monitor = chosen.held_out.assign(_order=(chosen.held_out.split != "validation")).sort_values(["_order", "series_id"])
@@ -1241,8 +1240,8 @@ def train_segmentation(
         synthesise.set_random_state(seed=settings.seed)
     device = _default_device()
     net = SpineSegNet(channels=settings.channels, working_spacing=settings.working_spacing_mm, patch_size=settings.patch_size)
-    if settings.initial_model:
-        net.load_state_dict(initial_weights(settings).state_dict())
+    if initial is not None:
+        net.load_state_dict(initial.state_dict())
     net = net.to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last_3d)

@@ -102,8 +102,8 @@ class ModelBundle:
         found = segmentation_model_identity(segmentation_model_location(self.preprocessing))
         if same_segmentation_model(str(stored), found):
             return None
-        return (f"the segmentation model at {self.preprocessing.get('segmentation_model')} ({found.rpartition('#')[2] or found}) is not "
-                f"the one this version's training scans were masked with ({str(stored).rpartition('#')[2] or stored}); "
+        return (f"the segmentation model at {self.preprocessing.get('segmentation_model')} ({found.rpartition('#')[2]}) is not "
+                f"the one this version's training scans were masked with ({str(stored).rpartition('#')[2]}); "
                 f"masks, and so spine ages, may differ from training")
 
 

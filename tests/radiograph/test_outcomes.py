@@ -104,3 +104,31 @@ def test_a_subject_with_a_radiograph_and_a_vfa_image_is_counted_once_by_its_radi
     table = subject_table(predictions, followup, ("test", "external"))
     assert list(table.series_id) == ["xr-1", "xr-2"]
     assert list(subject_table(predictions, followup, ("external", "test")).series_id) == ["vfa-1", "xr-2"]
+
+
+def test_a_noisy_age_difference_finds_the_planted_hazards_attenuated_as_its_calibration_slope_predicts() -> None:
+    from spineage.analysis.survival import fracture_outcomes
+    from spineage.radiograph.outcomes import calibration_slope, planted_hazards_recovered
+
+    rng = np.random.default_rng(12)
+    n = 8000
+    age = rng.uniform(40, 85, n)
+    subjects = pd.DataFrame({"subject_id": [f"sub-{i:05d}" for i in range(n)], "sex": rng.choice(["F", "M"], n), "age": age,
+                             "bio_age": age + rng.normal(0, 3, n)})
+    effects = OutcomeEffects()
+    table = subjects.merge(fracture_outcomes(simulate_outcomes(subjects, effects, rng)), on="subject_id")
+    # a radiograph that reads the gap with r near 0.45: 6 years of error on a 3-year gap
+    table["age_difference"] = table.bio_age - table.age + rng.normal(0, 6, n)
+    truth = {"outcome_effects": asdict(effects), "subjects": {s: {"bio_age": float(b)} for s, b in zip(subjects.subject_id, subjects.bio_age)}}
+    result = planted_hazards_recovered(table.drop(columns="bio_age"), truth)
+    assert 0.35 < result["calibration_slope"] < 0.55
+    assert result["calibration_slope"] == pytest.approx(calibration_slope(table.assign(planted_gap=table.bio_age - table.age)))
+    rows = {row["outcome"]: row for row in result["hazards"]}
+    vertebral = rows["vertebral fracture"]
+    assert vertebral["expected_hr_per_sd"] == pytest.approx(1.71 ** result["calibration_slope"])
+    assert not vertebral["ci_holds_planted"], "the attenuated HR leaves the planted one out"
+    assert vertebral["oracle_ci_low"] <= 1.71 <= vertebral["oracle_ci_high"]
+    assert result["cis_holding_expected"] == 4, rows
+    # the same analysis on an age difference shuffled across subjects expects 1 and finds it
+    shuffled = planted_hazards_recovered(table.drop(columns="bio_age").assign(age_difference=rng.permutation(table.age_difference)), truth)
+    assert abs(shuffled["calibration_slope"]) < 0.05

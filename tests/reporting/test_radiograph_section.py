@@ -30,7 +30,7 @@ def test_the_radiograph_section_shows_accuracy_roc_km_cox_and_the_planted_hazard
     external.parent.mkdir()
     external.write_text(json.dumps({"planted_truth": True, "subjects": 3036, "model": "Cox", "hazards": [
         {"outcome": "death (truth cohort)", "planted_hr_per_sd": 1.31, "pipeline_hr_per_sd": 0.93, "ci_low": 0.77, "ci_high": 1.13,
-         "ci_holds_planted": False, "events": 208}]}))
+         "ci_holds_planted": False, "expected_hr_per_sd": 1.061, "ci_holds_expected": True, "events": 208}], "calibration_slope": 0.22}))
     page = gather_report(reports, extra_sections=[radiograph_section(reports, external)])
     text = render_report(page)
     parsed = parse_page_text(tmp_path, text)
@@ -39,6 +39,7 @@ def test_the_radiograph_section_shows_accuracy_roc_km_cox_and_the_planted_hazard
         assert heading in text
     assert "vertebral fracture" in parsed.cells and "model 3" in parsed.cells
     assert "death (truth cohort)" in parsed.cells and "3,036 subjects of the truth cohort" in text
+    assert "1.06" in parsed.cells and "calibration slope 0.22" in text and "Expected through the age difference" in text
     assert text.count("data:image/png;base64,") >= 3 + 3  # roc and the two KM figures beside the MRI figures
 
 

@@ -117,8 +117,38 @@ def plot_roc(curves: dict[str, dict[str, dict[str, Any]]], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def calibration_slope(table: pd.DataFrame, exposure: str = "age_difference", truth: str = "planted_gap") -> float:
+    """How much of an SD of ``truth`` one SD of ``exposure`` carries at a given age and sex: the regression calibration factor.
+
+    The slope of the standardised ``truth`` on the standardised ``exposure`` in a least-squares fit
+    with ``age`` and ``sex`` beside it. A Cox model per SD of a noisy exposure (error
+    independent of the outcome) finds about ``HR ** slope`` for an ``HR`` per SD of the truth
+    (Rosner, Spiegelman and Willett's regression calibration, read backwards), so
+    ``planted ** slope`` is what a sound analysis of this exposure should find.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> gap = rng.normal(0, 3, 5000)
+        >>> table = pd.DataFrame({"planted_gap": gap, "age_difference": gap + rng.normal(0, 3, 5000),
+        ...                       "age": rng.uniform(40, 80, 5000), "sex": rng.choice(["F", "M"], 5000)})
+        >>> round(calibration_slope(table), 2)  # one SD of the age difference carries r = 0.71 of an SD of the gap
+        0.71
+    """
+    rows = table[[exposure, truth, "age", "sex"]].dropna()
+    standard = [(rows[column] - rows[column].mean()) / rows[column].std(ddof=1) for column in (exposure, truth)]
+    design = np.column_stack([np.ones(len(rows)), standard[0], rows["age"].astype(float), (rows["sex"] == "M").astype(float)])
+    coefficients, *_ = np.linalg.lstsq(design, standard[1].to_numpy(), rcond=None)
+    return float(coefficients[1])
+
+
 def planted_hazards_recovered(table: pd.DataFrame, truth: dict[str, Any]) -> dict[str, Any]:
-    """Each planted HR per SD beside the Model 1 HR per SD of the pipeline's age difference and of the planted gap."""
+    """Each planted HR per SD beside the Model 1 HR per SD of the pipeline's age difference and of the planted gap.
+
+    Beside them, ``expected_hr_per_sd``: what the planted HR becomes through an age difference
+    that carries only part of the gap (``planted ** calibration_slope``, :func:`calibration_slope`),
+    and whether the pipeline's CI holds it: the Cox analysis is sound even where the
+    radiograph's read-out of the gap is too weak to find the planted HR itself.
+    """
     from spineage.analysis.survival import FRACTURE_OUTCOMES, MORTALITY_OUTCOMES, cox_per_sd
 
     bio = {key: value["bio_age"] for key, value in (truth.get("subjects") or {}).items()}
@@ -128,6 +158,7 @@ def planted_hazards_recovered(table: pd.DataFrame, truth: dict[str, Any]) -> dic
     if len(table) < 10 or not _varies(table["age_difference"]):
         return {"planted_truth": True, "subjects": int(len(table)), "hazards": [], "cis_holding_planted": 0, "planted_hazards": 0,
                 "note": NO_SPREAD if len(table) >= 10 else "fewer than 10 subjects: not assessed"}
+    slope = calibration_slope(table)
     rows = []
     for outcome, (time, event) in {**FRACTURE_OUTCOMES, **MORTALITY_OUTCOMES}.items():
         planted = effects.get(PLANTED_HAZARDS[outcome])
@@ -141,6 +172,8 @@ def planted_hazards_recovered(table: pd.DataFrame, truth: dict[str, Any]) -> dic
             "oracle_hr_per_sd": oracle["hr_per_sd"], "oracle_ci_low": oracle["ci_low"], "oracle_ci_high": oracle["ci_high"],
             "ci_holds_planted": bool(pipeline["ci_low"] <= planted <= pipeline["ci_high"]) if np.isfinite(pipeline["ci_low"]) else None,
             "oracle_ci_holds_planted": bool(oracle["ci_low"] <= planted <= oracle["ci_high"]) if np.isfinite(oracle["ci_low"]) else None,
+            "expected_hr_per_sd": float(planted) ** slope,
+            "ci_holds_expected": bool(pipeline["ci_low"] <= float(planted) ** slope <= pipeline["ci_high"]) if np.isfinite(pipeline["ci_low"]) else None,
             "events": pipeline["events"], "n": pipeline["n"],
         })
     r = float(np.corrcoef(table["age_difference"], table["planted_gap"])[0, 1]) if len(table) > 2 else None
@@ -148,7 +181,9 @@ def planted_hazards_recovered(table: pd.DataFrame, truth: dict[str, Any]) -> dic
         "planted_truth": True, "subjects": int(len(table)), "age_difference_vs_planted_gap_r": r,
         "model": "Cox, per SD, adjusted for age and sex (Model 1)", "hazards": rows,
         "cis_holding_planted": sum(bool(row["ci_holds_planted"]) for row in rows), "planted_hazards": len(rows),
-        "note": "the pipeline's HR per SD of a noisy age difference is attenuated towards 1 by about its r with the planted gap",
+        "calibration_slope": slope, "cis_holding_expected": sum(bool(row["ci_holds_expected"]) for row in rows),
+        "note": "the pipeline's HR per SD of a noisy age difference is attenuated towards 1: about planted ** calibration_slope "
+                "(expected_hr_per_sd), the slope of the planted gap on the age difference at a given age and sex",
     }
 
 

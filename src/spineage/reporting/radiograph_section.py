@@ -104,11 +104,15 @@ def _hazard_blocks(truth: dict[str, Any] | None, whose: str) -> list:
         return [Note("The cohort has no planted truth.")]
     return [
         Text(f"{truth.get('model', '')}; {format_count(truth.get('subjects'))} subjects {whose}; r(age difference, planted gap) "
-             f"{format_number(truth.get('age_difference_vs_planted_gap_r'))}. {truth.get('note', '')}."),
+             f"{format_number(truth.get('age_difference_vs_planted_gap_r'))}; calibration slope {format_number(truth.get('calibration_slope'))}. "
+             f"{truth.get('note', '')}."),
         table_from_records(truth.get("hazards") or [], [
             Column("Outcome", "outcome", str, numeric=False), Column("Planted HR per SD", "planted_hr_per_sd", format_number),
             Column("Pipeline (95 % CI)", lambda r: format_estimate(r.get("pipeline_hr_per_sd"), r.get("ci_low"), r.get("ci_high"))),
             Column("Oracle (95 % CI)", lambda r: format_estimate(r.get("oracle_hr_per_sd"), r.get("oracle_ci_low"), r.get("oracle_ci_high"))),
-            Column("CI holds planted", "ci_holds_planted", format_value, numeric=False), Column("Events", "events", format_count),
-        ], caption="The planted hazard ratio per SD of the spine age gap against the pipeline's and the oracle's (planted gap) Model 1."),
+            Column("CI holds planted", "ci_holds_planted", format_value, numeric=False),
+            Column("Expected through the age difference", "expected_hr_per_sd", format_number),
+            Column("CI holds expected", "ci_holds_expected", format_value, numeric=False), Column("Events", "events", format_count),
+        ], caption="The planted hazard ratio per SD of the spine age gap against the pipeline's and the oracle's (planted gap) Model 1, "
+                   "and what the planted one becomes through an age difference that carries only part of the gap (planted ** calibration slope)."),
     ]

@@ -449,6 +449,23 @@ def test_confidence_is_high_for_a_sure_network_and_lower_for_an_unsure_one() -> 
     np.testing.assert_array_equal(segment_volume(volume, fixed_logit_net(8.0)), sure_labels)
 
 
+def test_mirrored_prediction_is_the_mean_of_both_views_and_answers_a_mirrored_scan_in_mirror() -> None:
+    import torch
+
+    from spineage.imaging.segmentation import predict_probabilities
+    from spineage.models.spine_seg import SpineSegNet
+
+    torch.manual_seed(0)
+    net = SpineSegNet(channels=(4, 8), num_res_units=0, working_spacing=(4.0, 4.0, 4.0), patch_size=(8, 16, 16)).eval()
+    image = np.random.default_rng(1).random((8, 16, 16)).astype(np.float32)
+    one_way = predict_probabilities(net, image, mirror=False)
+    other_way = predict_probabilities(net, image[::-1].copy(), mirror=False).flip(1)
+    assert not torch.allclose(one_way, other_way, atol=1e-3), "a random network is not left-right symmetric"
+    both = predict_probabilities(net, image)
+    torch.testing.assert_close(both, (one_way + other_way) / 2)
+    torch.testing.assert_close(predict_probabilities(net, image[::-1].copy()).flip(1), both)
+
+
 def test_confidence_counts_only_the_kept_spine_pieces_and_is_zero_without_spine() -> None:
     from spineage.imaging.segmentation import spine_confidence
 

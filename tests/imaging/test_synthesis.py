@@ -11,6 +11,7 @@ import torch
 from spineage.imaging.synthesis import (
     LabelToImage,
     LabelToImaged,
+    RandFieldOfViewd,
     SynthesisSettings,
     deformation_transform,
     synthesis_transform,
@@ -157,6 +158,44 @@ def test_a_smaller_field_of_view_blanks_image_and_label_together() -> None:
     outside = pair["image"][0].numpy() == 0
     assert outside.any()
     assert (pair["label"][0].numpy()[outside] == 0).mean() > 0.99
+
+
+def _box_of(kept: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of the True voxels."""
+    where = np.argwhere(kept)
+    return tuple(slice(int(low), int(high) + 1) for low, high in zip(where.min(0), where.max(0)))
+
+
+def test_the_field_of_view_is_a_box_on_the_canal_with_nothing_seen_or_labelled_outside() -> None:
+    label = np.zeros((1, 16, 64, 128), dtype=np.int64)
+    label[0, 6:10, 40:46, :] = 3  # the canal, far from the crop's centre front to back
+    label[0, 6:10, 50:64, :] = 1
+    image = torch.rand(1, *label.shape[1:]) + 0.5  # nothing is 0 inside
+    cut = RandFieldOfViewd(["image", "label"], "label", smallest=(6, 10, 19), prob=1.0)
+    cut.set_random_state(3)
+    sizes = []
+    for _ in range(40):
+        out = cut({"image": image.clone(), "label": torch.from_numpy(label.copy())})
+        kept = out["image"][0].numpy() != 0
+        box = _box_of(kept)
+        assert kept[box].all(), "the kept part is one box"
+        size = [b.stop - b.start for b in box]
+        assert all(low <= n <= high for n, low, high in zip(size, (6, 10, 19), (16, 64, 128)))
+        assert (out["label"][0].numpy()[~kept] == 0).all() and (out["label"][0].numpy()[kept] == label[0][kept]).all()
+        assert (out["label"][0].numpy()[box] == 3).any(), "every box holds canal"
+        sizes.append(size[1])
+    assert min(sizes) < 30 < max(sizes)  # small and large fields of view both drawn
+
+
+def test_the_field_of_view_lies_anywhere_without_canal_and_not_at_all_at_probability_zero() -> None:
+    label = torch.zeros((1, 8, 32, 32), dtype=torch.int64)
+    image = torch.ones((1, 8, 32, 32))
+    cut = RandFieldOfViewd(["image", "label"], "label", smallest=(4, 4, 4), prob=1.0)
+    cut.set_random_state(0)
+    starts = {_box_of(cut({"image": image.clone(), "label": label})["image"][0].numpy() != 0)[1].start for _ in range(20)}
+    assert len(starts) > 3
+    never = RandFieldOfViewd(["image", "label"], "label", smallest=(4, 4, 4), prob=0.0)
+    assert torch.equal(never({"image": image, "label": label})["image"], image)
 
 
 def test_settings_reach_the_synthesis() -> None:

@@ -6,7 +6,8 @@ sacrum, 27), disc (31-56), canal CSF (60) and cord (61). It works on a coarse
 grid (``working_spacing_mm`` of params.yaml, 4 x 2.5 x 2.5 mm by default: at 4 mm
 isotropic, resampling alone caps disc Dice on the native grid near 0.83), on
 intensities scaled by robust percentiles, and predicts whole scans with a
-sliding window, keeping the spine's large connected pieces. With
+sliding window, as they are and mirrored left-right (averaged), keeping the
+spine's large connected pieces. With
 ``synthesis: true`` (the default) it never learns one scanner's contrast: every
 training crop is a new image synthesised from the label map, SynthSeg-style
 (:mod:`spineage.imaging.synthesis`), so that it transfers to real scans.
@@ -220,7 +221,7 @@ class SegmentationSettings:
     synthesis_noise: float = 0.06
     synthesis_texture: float = 0.15
     synthesis_cord_growth_probability: float = 0.0
-    synthesis_field_of_view_probability: float = 0.2
+    synthesis_field_of_view_probability: float = 0.5
     initial_model: str = ""
     seed: int = 0
 
@@ -423,6 +424,7 @@ def predict_probabilities(
     mixed_precision: bool = True,
     cpu_bfloat16: bool = False,
     batch_size: int = 2,
+    mirror: bool = True,
 ) -> "torch.Tensor":
     """Class probabilities (C, X, Y, Z), float32 on the CPU, of a working-grid image by sliding window.
 
@@ -433,6 +435,10 @@ def predict_probabilities(
         mixed_precision: float16 autocast on CUDA.
         cpu_bfloat16: bfloat16 autocast on CPU.
         batch_size: windows per forward pass.
+        mirror: average with the prediction of the left-right mirrored scan, mirrored back
+            (nnU-Net's test-time mirroring, along the one axis training mirrors): twice the time.
+            On the real lumbar scan it removes the specks in front of the sacrum; on the real
+            cervical crop the cord is found along the whole canal instead of its upper half.
     """
     import torch
     from monai.inferers import sliding_window_inference
@@ -445,12 +451,18 @@ def predict_probabilities(
         net = net.to(memory_format=torch.channels_last_3d)  # 1.6x faster convolutions on CPU, same results
     try:
         with torch.no_grad(), _autocast(device, mixed_precision, cpu_bfloat16):
-            logits = sliding_window_inference(
-                inputs, roi_size=net.patch_size, sw_batch_size=batch_size, predictor=net, overlap=0.25, mode="gaussian"
-            )
+            views = [inputs, inputs.flip(2)] if mirror else [inputs]
+            probabilities = [
+                torch.softmax(sliding_window_inference(
+                    view, roi_size=net.patch_size, sw_batch_size=batch_size, predictor=net, overlap=0.25, mode="gaussian"
+                ).float(), dim=1)
+                for view in views
+            ]
     finally:
         net.train(was_training)
-    return torch.softmax(logits.float(), dim=1)[0].cpu()
+    if mirror:
+        probabilities[1] = probabilities[1].flip(2)
+    return (sum(probabilities) / len(probabilities))[0].cpu()
 
 
 def _classes_on_grid(probabilities: "torch.Tensor", shape: Sequence[int]) -> np.ndarray:
@@ -497,7 +509,8 @@ def segment_classes(net: "SpineSegNet", image: np.ndarray, spacing: Sequence[flo
     """Class index (0-4 of :data:`CLASS_NAMES`) of every voxel of ``image``, on its own grid.
 
     The scan is resampled to the network's working spacing, predicted by
-    sliding window, and its class probabilities resampled back linearly before
+    sliding window as it is and mirrored left-right (the two averaged,
+    :func:`predict_probabilities`), and its class probabilities resampled back linearly before
     taking the most probable class (smoother borders than resampling labels);
     only the spine's large connected pieces are kept (:func:`keep_spine_components`).
     """
@@ -1032,7 +1045,7 @@ EPOCH_VALIDATION_SCANS = 4
 
 def _working_grid_dice(net: "SpineSegNet", scan: _Scan, settings: SegmentationSettings) -> dict[str, float]:
     """Dice per class of one prepared scan on the working grid (padding left out)."""
-    probabilities = predict_probabilities(net, scan.image, mixed_precision=settings.mixed_precision, cpu_bfloat16=settings.cpu_bfloat16)
+    probabilities = predict_probabilities(net, scan.image, mixed_precision=settings.mixed_precision, cpu_bfloat16=settings.cpu_bfloat16, mirror=False)
     inside = tuple(slice(0, n) for n in scan.shape)
     return dice_per_class(probabilities.argmax(0).numpy()[inside], scan.classes[inside])
 

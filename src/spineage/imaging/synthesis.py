@@ -24,8 +24,8 @@ The pieces:
   (``RandAffined`` and ``RandGridDistortiond`` for rotation, scaling and a smooth deformation, ``RandFlipd``,
   ``RandBiasFieldd``, ``RandGaussianSmoothd`` with separate widths per axis for
   slice thickness and in-plane resolution, ``RandSimulateLowResolutiond``,
-  ``RandAdjustContrastd``, ``RandRicianNoised``, ``RandCoarseDropoutd`` keeping
-  one box: a smaller field of view, cervical or lumbar only).
+  ``RandAdjustContrastd``, ``RandRicianNoised``) and one of ours for the last step,
+  :class:`RandFieldOfViewd`: a smaller field of view on the canal, cervical or lumbar only).
 
 Tissue code 0 means *outside the field of view* (padding): it synthesises to
 the darkest value, as the sliding window pads a real scan.
@@ -73,7 +73,7 @@ class SynthesisSettings:
         texture: largest amplitude of the smooth random shading within each tissue.
         cord_growth_probability: share of crops whose cord grows by a voxel into the canal
             (:class:`RandGrowTissued`).
-        field_of_view_probability: share of crops cut to a smaller field of view.
+        field_of_view_probability: share of crops cut to a smaller field of view on the canal (:class:`RandFieldOfViewd`).
     """
 
     background_tissues: int = 8
@@ -87,7 +87,7 @@ class SynthesisSettings:
     noise: float = 0.06
     texture: float = 0.15
     cord_growth_probability: float = 0.0
-    field_of_view_probability: float = 0.2
+    field_of_view_probability: float = 0.5
 
 
 # --------------------------------------------------------------------------- tissues
@@ -352,6 +352,64 @@ class ScaleToUnitd:
         return out
 
 
+class RandFieldOfViewd(Randomizable):
+    """Now and then keep only a smaller box of the crop, centred near the spinal canal: a cervical or lumbar scan.
+
+    Real small fields of view are planned on the spine, so the box holds a voxel of
+    the canal (a class in ``anchor_classes``, picked at random) at a random place
+    in its middle half; without one in the crop the box lies anywhere. Outside the
+    box image and label are ``fill_value`` (nothing seen, nothing labelled), as the
+    sliding window pads a small scan. MONAI's ``RandCoarseDropoutd`` (keeping one
+    box) places it uniformly, which seldom puts a small box on the canal.
+
+    Args:
+        keys: the image and label keys, cut alike.
+        label_key: the class map the anchor is picked from.
+        smallest: the smallest box (voxels per axis); the largest is the whole crop.
+        anchor_classes: class indices the box is centred near (canal CSF, cord).
+        prob: share of calls that cut.
+        fill_value: what lies outside the box.
+    """
+
+    def __init__(
+        self, keys: Sequence[str], label_key: str, smallest: Sequence[int], anchor_classes: Sequence[int] = (3, 4),
+        prob: float = 0.2, fill_value: float = 0.0,
+    ) -> None:
+        self.keys, self.label_key = tuple(keys), label_key
+        self.smallest, self.anchor_classes = tuple(int(s) for s in smallest), tuple(int(c) for c in anchor_classes)
+        self.prob, self.fill_value = float(prob), float(fill_value)
+
+    def box(self, label: np.ndarray) -> tuple[slice, ...] | None:
+        """The box to keep (a slice per spatial axis of the (1, X, Y, Z) ``label``), or None to keep everything."""
+        if self.R.uniform() >= self.prob:
+            return None
+        shape = label.shape[1:]
+        sizes = [int(self.R.randint(min(s, n), n + 1)) for s, n in zip(self.smallest, shape)]
+        anchors = np.argwhere(np.isin(label[0], self.anchor_classes))
+        if len(anchors):
+            centre = anchors[self.R.randint(len(anchors))]
+            starts = [int(c - size * self.R.uniform(0.25, 0.75)) for c, size in zip(centre, sizes)]
+        else:
+            starts = [int(self.R.randint(0, n - size + 1)) for n, size in zip(shape, sizes)]
+        starts = [min(max(0, start), n - size) for start, n, size in zip(starts, shape, sizes)]
+        return tuple(slice(start, start + size) for start, size in zip(starts, sizes))
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        import torch
+
+        out = dict(data)
+        label = out[self.label_key]
+        box = self.box(np.asarray(label.detach().cpu() if isinstance(label, torch.Tensor) else label))
+        if box is None:
+            return out
+        for key in self.keys:
+            value = torch.as_tensor(out[key])
+            kept = torch.full_like(value, self.fill_value)
+            kept[(slice(None), *box)] = value[(slice(None), *box)]
+            out[key] = kept
+        return out
+
+
 # --------------------------------------------------------------------------- the chain
 
 
@@ -408,7 +466,6 @@ def synthesis_transform(
         Compose,
         RandAdjustContrastd,
         RandBiasFieldd,
-        RandCoarseDropoutd,
         RandGaussianSmoothd,
         RandRicianNoised,
         RandSimulateLowResolutiond,
@@ -431,9 +488,6 @@ def synthesis_transform(
         RandAdjustContrastd(keys="image", gamma=(0.6, 1.6), prob=0.5),
         RandRicianNoised(keys="image", std=float(settings.noise), prob=0.7, relative=False, channel_wise=True, sample_std=True),
         ScaleToUnitd(["image"]),
-        # A smaller field of view (a cervical or lumbar crop): outside it nothing is seen or labelled.
-        RandCoarseDropoutd(
-            keys=["image", "label"], holes=1, spatial_size=smallest, max_spatial_size=patch, dropout_holes=False,
-            fill_value=0, prob=float(settings.field_of_view_probability),
-        ),
+        # A smaller field of view (a cervical or lumbar crop) on the canal: outside it nothing is seen or labelled.
+        RandFieldOfViewd(["image", "label"], "label", smallest, prob=float(settings.field_of_view_probability)),
     ])

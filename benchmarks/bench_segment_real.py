@@ -13,9 +13,11 @@ the mean top-class probability inside it) and writes, into ``--out``:
   slice, so that a person can judge whether the masks sit where the spine is;
 * ``summary[-<tag>].json``: per scan, the voxels and millimetres labelled per
   class, the superior-inferior extent of each class, the number of separate
-  vertebral and disc components (vertebral bodies and discs found), the share
-  of labelled voxels outside the spine's own anterior-posterior band, the
-  confidence and the seconds taken.
+  vertebral and disc components (vertebral bodies and discs found), the
+  confidence, the seconds taken, and the cord against a rough reference made
+  without a network (``cord_vs_ring_reference``, :func:`ring_cord_reference`:
+  per axial slice the dark hole inside the bright CSF ring; meaningful where the
+  cord runs through the whole field of view, as on the cervical crop).
 
 Torch runs on one thread (the pipeline shares the machine); nothing is downloaded.
 """
@@ -58,6 +60,44 @@ def summarise(labels: np.ndarray, spacing: tuple[float, ...]) -> dict:
             "components": components(mask),
         }
     return summary
+
+
+def ring_cord_reference(image: np.ndarray, percentile: float = 94.0, closing: int = 3) -> np.ndarray:
+    """A rough cord mask made without any network: per axial slice, the dark hole inside the bright CSF ring.
+
+    On a T2 scan the canal's CSF is among the brightest tissue (above the ``percentile``
+    of the scan), and where it surrounds the cord the largest bright piece of a slice,
+    closed by ``closing`` voxels, is a ring whose hole is the cord. Crude: slices where
+    the ring is open or the cord absent (below the conus) get nothing. It is a check
+    a person can see, not the held-out manual mask.
+    """
+    from scipy import ndimage
+
+    reference = np.zeros(image.shape, dtype=bool)
+    bright = image > np.percentile(image, percentile)
+    for z in range(image.shape[2]):
+        pieces, count = ndimage.label(bright[:, :, z])
+        if not count:
+            continue
+        largest = pieces == 1 + int(np.argmax(ndimage.sum(bright[:, :, z], pieces, range(1, count + 1))))
+        ring = ndimage.binary_closing(largest, iterations=closing)
+        holes, found = ndimage.label(ndimage.binary_fill_holes(ring) & ~ring)
+        if found:
+            reference[:, :, z] = holes == 1 + int(np.argmax(ndimage.sum(holes > 0, holes, range(1, found + 1))))
+    return reference
+
+
+def cord_agreement(labels: np.ndarray, image: np.ndarray) -> dict:
+    """The predicted cord against :func:`ring_cord_reference`: Dice, and the share of the reference inside the predicted canal."""
+    reference = ring_cord_reference(np.asarray(image, dtype=np.float32))
+    cord, canal = labels == 61, np.isin(labels, (60, 61))
+    total = int(cord.sum() + reference.sum())
+    return {
+        "reference_voxels": int(reference.sum()),
+        "reference_slices": int(reference.any(axis=(0, 1)).sum()),
+        "dice": round(2.0 * float((cord & reference).sum()) / total, 3) if total else None,
+        "reference_in_canal": round(float((reference & canal).sum()) / float(reference.sum()), 3) if reference.any() else None,
+    }
 
 
 def overlay(volume, labels: np.ndarray, path: Path, title: str) -> None:
@@ -114,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         labels, confidence = segment_volume_with_confidence(volume, net)
         seconds = time.perf_counter() - started
         name = scan.name.split(".")[0]
-        results[name] = {"confidence": round(confidence, 4), "seconds": round(seconds, 2), **summarise(labels, volume.spacing)}
+        results[name] = {
+            "confidence": round(confidence, 4), "seconds": round(seconds, 2), **summarise(labels, volume.spacing),
+            "cord_vs_ring_reference": cord_agreement(labels, volume.array),
+        }
         overlay(volume, labels, out / f"{name}{suffix}.png", f"{name} {args.tag}: confidence {confidence:.2f}")
         print(name, json.dumps(results[name]), file=sys.stderr)
     (out / f"summary{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")

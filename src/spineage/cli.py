@@ -346,12 +346,15 @@ def segment_predict(
     engine: str = typer.Option(
         "unet", help="unet (the registered model: 100 vertebra, 130 disc, 60 CSF, 61 cord) or totalspineseg (level codes, if installed)."
     ),
+    levels: bool = typer.Option(
+        False, "--levels", help="Name vertebrae and discs (codes 1-27, 31-56) by counting up from the sacrum, where it is in view."
+    ),
 ) -> None:
     """Segment one scan and write its label map."""
     from spineage.imaging.segmentation import segment_scan
 
-    path = segment_scan(scan, out, model, engine=engine)
-    typer.echo(f"wrote {path}")
+    path, said = segment_scan(scan, out, model, engine=engine, levels=levels)
+    typer.echo(f"wrote {path}" + (f": {said}" if said else ""))
 
 
 @app.command()

@@ -21,7 +21,7 @@ masking, the segmenter and the gates all import these names from here.
 
 Example:
     >>> vertebra_label("C2"), disc_label("L5"), LABEL_NAMES[60]
-    (1, 55, 'canal_csf')
+    (1, 54, 'canal_csf')
     >>> sorted(KNOWN_LABEL_CODES - set(LABEL_NAMES))
     [0, 100, 130]
 """

@@ -545,3 +545,30 @@ def test_an_error_while_cutting_crops_reaches_the_training_loop() -> None:
         assert next(ahead) == 1
         with pytest.raises(ValueError, match="broken crop"):
             next(ahead)
+
+
+def test_cli_predict_with_levels_names_them_where_the_sacrum_is_in_view(tracking, tmp_path: Path, monkeypatch) -> None:
+    import nibabel as nib
+
+    import spineage.imaging.segmentation as segmentation
+    from spineage.cli import app
+    from spineage.labels import SACRUM_LABEL, UNLEVELLED_DISC, UNLEVELLED_VERTEBRA, disc_label, vertebra_label
+
+    raw = tracking[1]
+    scan = raw / "images" / "mri-0.nii.gz"
+    shape = nib.load(scan).shape
+    # The tiny trained network cannot find discs: stand in a column with a sacrum and three discs on the scan's grid.
+    standin = np.zeros(shape, np.uint8)
+    standin[4:12, 4:12, :8] = UNLEVELLED_VERTEBRA
+    for z in (8, 14, 20):
+        standin[4:12, 4:12, z] = UNLEVELLED_DISC
+        standin[4:12, 4:12, z + 1 : z + 6] = UNLEVELLED_VERTEBRA
+    monkeypatch.setattr(segmentation, "segment_volume", lambda volume, model_uri=None: standin)
+    out = tmp_path / "levels.nii.gz"
+    result = CliRunner().invoke(app, ["segment", "predict", str(scan), "--out", str(out), "--levels"])
+    assert result.exit_code == 0, result.output
+    assert "levels L3 to L5" in result.output
+    written = np.asarray(nib.load(out).dataobj)
+    codes = {SACRUM_LABEL, disc_label("L5"), disc_label("L4"), disc_label("L3"), vertebra_label("L5"), vertebra_label("L4")}
+    assert codes <= set(np.unique(written)) and UNLEVELLED_DISC not in set(np.unique(written))
+    assert not list(tmp_path.glob(".levels.nii.gz.*"))  # no temporary left behind

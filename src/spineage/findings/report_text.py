@@ -20,7 +20,7 @@ carriage return and form feed) is refused with a one-line error, never guessed.
 Example:
     >>> decode_report_text("Mild disc bulge L4/5.".encode("utf-16"), "r.txt")
     'Mild disc bulge L4/5.'
-    >>> decode_report_text("Spondylose, Bandscheibe L5/S1 geschädigt".encode("cp1252"), "r.txt")[-9:]
+    >>> decode_report_text("Spondylose, Bandscheibe L5/S1 geschädigt".encode("cp1252"), "r.txt")[-10:]
     'geschädigt'
 """
 

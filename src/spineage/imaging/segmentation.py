@@ -29,7 +29,9 @@ without depending on where a registry alias points.
 :func:`segment_volume` answers in the phantom's codes where they mean the
 same: 60 canal CSF, 61 cord. The network does not tell levels apart, so a
 vertebra (or the sacrum) is :data:`VERTEBRA_CODE` (100) and a disc
-:data:`DISC_CODE` (130), codes the phantom never uses. :func:`merge_spine_labels`
+:data:`DISC_CODE` (130), codes the phantom never uses;
+:func:`spineage.imaging.levels.assign_levels` names them afterwards where the
+sacrum is in view (``spineage segment predict --levels``). :func:`merge_spine_labels`
 and :func:`spine_mask_from_segmentation` accept both the phantom's level codes
 and these generic ones.
 
@@ -630,19 +632,27 @@ def segment_volume(volume: "Volume", model_uri: "str | SpineSegNet | None" = Non
     return segment_volume_with_confidence(volume, model_uri, mixed_precision=mixed_precision)[0]
 
 
-def segment_scan(scan: str | Path, out: str | Path, model_uri: str | None = None, *, engine: str = "unet") -> Path:
-    """Segment a scan file (NIfTI or DICOM series) and write the label map as NIfTI.
+def segment_scan(
+    scan: str | Path, out: str | Path, model_uri: str | None = None, *, engine: str = "unet", levels: bool = False
+) -> tuple[Path, str]:
+    """Segment a scan file (NIfTI or DICOM series) and write the label map as NIfTI (through a temporary file).
 
     Args:
         scan: the scan.
         out: the label map to write (``.nii.gz``), on the scan's canonical RAS grid.
         model_uri: the project's model (``engine="unet"``), see :func:`load_segmentation_model`.
         engine: ``"unet"`` (the registered model) or ``"totalspineseg"`` (level labels, if installed).
+        levels: name the U-Net's vertebrae and discs by counting up from the sacrum where it is
+            in view (:func:`spineage.imaging.levels.assign_levels`).
 
     Returns:
-        The path written.
+        The path written, and what was said about levels ("" without ``levels``).
     """
+    import gzip
+
     import nibabel as nib
+
+    from spineage.atomic import write_atomic
 
     from spineage.imaging.io import load_volume
 
@@ -658,13 +668,23 @@ def segment_scan(scan: str | Path, out: str | Path, model_uri: str | None = None
     else:
         labels = segment_volume(volume, model_uri)
         dtype = np.uint8
-    out.parent.mkdir(parents=True, exist_ok=True)
+    said = ""
+    if levels and engine == "unet":
+        from spineage.imaging.levels import assign_levels
+
+        levelled = assign_levels(labels, volume.spacing)
+        labels = levelled.labels
+        named = f"levels {levelled.discs[0].removeprefix('disc_')} to {levelled.discs[-1].removeprefix('disc_')} (discs below them)"
+        said = (named if levelled.discs else "no levels") + (f"; {levelled.reason}" if levelled.reason else "")
+    elif levels:
+        said = "levels from TotalSpineSeg"
     image = nib.Nifti1Image(labels.astype(dtype), volume.affine)
     image.header.set_data_dtype(dtype)
     image.set_qform(volume.affine, code=1)
     image.set_sform(volume.affine, code=1)
-    nib.save(image, str(out))
-    return out
+    data = image.to_bytes()
+    write_atomic(out, lambda temporary: temporary.write_bytes(gzip.compress(data, mtime=0) if out.name.endswith(".gz") else data))
+    return out, said
 
 
 # --------------------------------------------------------------------------- training data

@@ -10,7 +10,7 @@ whose logged model it is.
 
 Example:
     >>> bundle = load_bundle("models:/spine-age-mri@production")  # doctest: +SKIP
-    >>> bundle.kind, bundle.correction.method
+    >>> bundle.kind, bundle.correction.method  # doctest: +SKIP
     ('mri', 'cole')
 """
 

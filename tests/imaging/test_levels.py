@@ -1,0 +1,91 @@
+"""Levels counted up from the sacrum on a segmentation without them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spineage.imaging.levels import assign_levels
+from spineage.labels import (
+    DISC_LABELS,
+    FIRST_DISC_LABEL,
+    SACRUM_LABEL,
+    UNLEVELLED_DISC,
+    UNLEVELLED_VERTEBRA,
+    VERTEBRA_LABELS,
+    disc_label,
+    vertebra_label,
+)
+from tests.imaging.scans import phantom_mri
+
+
+def strip_levels(labels: np.ndarray) -> np.ndarray:
+    out = labels.astype(np.int16)
+    out[np.isin(labels, [*VERTEBRA_LABELS, SACRUM_LABEL])] = UNLEVELLED_VERTEBRA
+    out[np.isin(labels, list(DISC_LABELS))] = UNLEVELLED_DISC
+    return out
+
+
+def column(discs_at: list[int], sacrum_to: int = 20, height: int = 80, disc_sizes: dict[int, int] | None = None) -> np.ndarray:
+    """A straight column (z inferior to superior, 2 mm voxels): sacrum below ``sacrum_to``, a 2-voxel disc at each z, bone between."""
+    labels = np.zeros((10, 10, height), np.int16)
+    labels[:, :, :sacrum_to] = UNLEVELLED_VERTEBRA
+    for i, z in enumerate(discs_at):
+        top = discs_at[i + 1] if i + 1 < len(discs_at) else min(height, z + 10)
+        labels[:, :, z + 2 : top] = UNLEVELLED_VERTEBRA
+        width = (disc_sizes or {}).get(z, 10)
+        labels[:width, :width, z : z + 2] = UNLEVELLED_DISC
+    return labels
+
+
+def test_the_phantoms_whole_spine_is_named_back_from_its_own_stripped_label_map() -> None:
+    _, truth, affine = phantom_mri((4.0, 4.0, 4.0))
+    levelled = assign_levels(strip_levels(truth), np.abs(np.diag(affine))[:3])
+    assert levelled.reason == "" and levelled.discs[0] == "disc_C2" and levelled.discs[-1] == "disc_L5"
+    bone = np.isin(truth, [*VERTEBRA_LABELS, SACRUM_LABEL])
+    assert (levelled.labels[bone] == truth[bone]).mean() > 0.9
+    discs = np.isin(truth, list(DISC_LABELS))
+    assert (levelled.labels[discs] == truth[discs]).mean() > 0.9
+    for code in (60, 61, 0):  # canal, cord and background untouched
+        np.testing.assert_array_equal(levelled.labels == code, truth == code)
+
+
+def test_without_a_sacrum_nothing_is_named_and_the_answer_says_why() -> None:
+    labels = column([20, 30, 40], sacrum_to=0)
+    labels[:, :, :20] = 0  # the field of view starts at the first disc
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert levelled.discs == () and "no sacrum" in levelled.reason
+    np.testing.assert_array_equal(levelled.labels, labels)
+
+
+def test_counting_stops_at_a_missed_disc() -> None:
+    labels = column([20, 30, 40, 60, 70], height=90)  # the disc near z = 50 is missing
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert levelled.discs == ("disc_L3", "disc_L4", "disc_L5") and "gap" in levelled.reason
+    assert set(np.unique(levelled.labels[:, :, 60:62])) <= {0, UNLEVELLED_DISC}
+    assert (levelled.labels[:, :, 75] == UNLEVELLED_VERTEBRA).any()
+
+
+def test_sacral_remnants_are_not_l5_s1_and_a_split_disc_counts_once() -> None:
+    labels = column([20, 30, 40, 50], sacrum_to=20, height=70)
+    labels[:4, :4, 8:10] = UNLEVELLED_DISC  # a small rudimentary disc inside the sacrum (0.26 ml; the discs hold 1.6)
+    labels[:, 5, 30:32] = UNLEVELLED_VERTEBRA  # L4/L5 cut in two pieces
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert levelled.discs == ("disc_L2", "disc_L3", "disc_L4", "disc_L5"), levelled
+    assert int(levelled.labels[0, 0, 8]) == UNLEVELLED_DISC  # not taken for L5/S1
+    halves = levelled.labels[:, :, 30:32]
+    assert set(np.unique(halves[halves >= FIRST_DISC_LABEL])) == {disc_label("L4")}  # both pieces one disc
+    assert int(levelled.labels[3, 3, 5]) == SACRUM_LABEL and int(levelled.labels[3, 3, 25]) == vertebra_label("L5")
+
+
+def test_the_input_map_is_not_changed() -> None:
+    labels = column([20, 30])
+    before = labels.copy()
+    assign_levels(labels, (2.0, 2.0, 2.0))
+    np.testing.assert_array_equal(labels, before)
+
+
+@pytest.mark.parametrize("labels", [np.zeros((4, 4, 4), np.int16), np.full((4, 4, 4), UNLEVELLED_VERTEBRA, np.int16)])
+def test_no_disc_means_no_levels(labels: np.ndarray) -> None:
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert levelled.discs == () and "no disc" in levelled.reason

@@ -572,3 +572,8 @@ def test_cli_predict_with_levels_names_them_where_the_sacrum_is_in_view(tracking
     codes = {SACRUM_LABEL, disc_label("L5"), disc_label("L4"), disc_label("L3"), vertebra_label("L5"), vertebra_label("L4")}
     assert codes <= set(np.unique(written)) and UNLEVELLED_DISC not in set(np.unique(written))
     assert not list(tmp_path.glob(".levels.nii.gz.*"))  # no temporary left behind
+    standin[:, :, :8] = 0  # the field of view starts at the lowest disc: no sacrum to count from
+    result = CliRunner().invoke(app, ["segment", "predict", str(scan), "--out", str(out), "--levels"])
+    assert result.exit_code == 0, result.output
+    assert "no levels; no sacrum in view" in result.output
+    assert set(np.unique(np.asarray(nib.load(out).dataobj))) == {0, UNLEVELLED_VERTEBRA, UNLEVELLED_DISC}

@@ -653,7 +653,6 @@ def segment_scan(
     import nibabel as nib
 
     from spineage.atomic import write_atomic
-
     from spineage.imaging.io import load_volume
 
     out = Path(out)
@@ -674,8 +673,10 @@ def segment_scan(
 
         levelled = assign_levels(labels, volume.spacing)
         labels = levelled.labels
-        named = f"levels {levelled.discs[0].removeprefix('disc_')} to {levelled.discs[-1].removeprefix('disc_')} (discs below them)"
-        said = (named if levelled.discs else "no levels") + (f"; {levelled.reason}" if levelled.reason else "")
+        said = (
+            f"levels {levelled.discs[0].removeprefix('disc_')} to {levelled.discs[-1].removeprefix('disc_')} (discs below them)"
+            if levelled.discs else "no levels"
+        ) + (f"; {levelled.reason}" if levelled.reason else "")
     elif levels:
         said = "levels from TotalSpineSeg"
     image = nib.Nifti1Image(labels.astype(dtype), volume.affine)

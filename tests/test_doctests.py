@@ -10,7 +10,14 @@ import pytest
 
 import spineage
 
-MODULES = sorted(info.name for info in pkgutil.walk_packages(spineage.__path__, prefix="spineage.") if info.name != "spineage.__main__")
+def _unimportable(name: str) -> None:
+    raise ImportError(f"Expected every subpackage of spineage to import, found {name} failing")
+
+
+MODULES = sorted(
+    info.name for info in pkgutil.walk_packages(spineage.__path__, prefix="spineage.", onerror=_unimportable)
+    if info.name != "spineage.__main__"
+)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -89,3 +89,40 @@ def test_the_input_map_is_not_changed() -> None:
 def test_no_disc_means_no_levels(labels: np.ndarray) -> None:
     levelled = assign_levels(labels, (2.0, 2.0, 2.0))
     assert levelled.discs == () and "no disc" in levelled.reason
+
+
+def test_one_vertebra_below_the_lowest_disc_is_not_taken_for_the_sacrum() -> None:
+    labels = column([14, 27, 40], sacrum_to=14, height=60)
+    labels[:, :, :3] = 0  # the view starts inside a body: 22 mm of bone below the lowest disc, discs 26 mm apart
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert levelled.discs == () and "no sacrum" in levelled.reason
+
+
+def test_a_disc_cut_by_the_bottom_of_the_view_is_not_a_sacral_remnant() -> None:
+    labels = column([0, 13, 26, 39], sacrum_to=0, height=60)
+    labels[:, :, 0:2] = 0
+    labels[:3, :3, 0:2] = UNLEVELLED_DISC  # the lowest disc, cut: small, touching the edge
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert levelled.discs == (), "a vertebra above a cut disc is not the sacrum"
+
+
+def test_one_disc_names_only_one_level_of_bone_above_it() -> None:
+    labels = column([30], sacrum_to=30, height=150)
+    labels[:, :, 32:] = UNLEVELLED_VERTEBRA  # bone on and on above the one disc found
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert levelled.discs == ("disc_L5",)
+    assert int(levelled.labels[5, 5, 40]) == vertebra_label("L5") and int(levelled.labels[5, 5, 140]) == UNLEVELLED_VERTEBRA
+
+
+def test_a_single_disc_in_two_pieces_is_joined() -> None:
+    labels = column([30], sacrum_to=30, height=50)
+    labels[:, 5, 30:32] = UNLEVELLED_VERTEBRA  # L5/S1 cut left from right
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert levelled.discs == ("disc_L5",) and UNLEVELLED_DISC not in set(np.unique(levelled.labels))
+
+
+def test_a_missed_disc_among_close_neck_discs_stops_the_count() -> None:
+    # lumbar discs 19 voxels apart, then neck-like discs 8 apart with one missing (a 16-voxel gap)
+    discs = [40, 59, 78, 97, 105, 113, 121, 137, 145, 153]
+    levelled = assign_levels(column(discs, sacrum_to=40, height=165), (2.0, 2.0, 2.0))
+    assert len(levelled.discs) == 7 and "gap" in levelled.reason

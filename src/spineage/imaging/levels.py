@@ -8,9 +8,11 @@ lowest disc is L5/S1 and every disc above it takes the next level up (L4/L5,
 L3/L4, ... C2/C3); each vertebra voxel takes the level of the body between the
 two discs it lies between, measured along the spine's own axis (the line through
 neighbouring discs, so a curved spine is followed), and bone below L5/S1 is the
-sacrum. Counting stops at a gap wider than :data:`MAX_GAP_FACTOR` times the usual
-disc spacing (a disc the segmenter missed would shift every name above it), and
-bone beyond the last named disc keeps the unlevelled code.
+sacrum (bone that runs on below the lowest disc for more than a disc spacing:
+a vertebral body would end at the next disc). Counting stops at a gap wider than
+:data:`MAX_GAP_FACTOR` times its neighbouring gaps (a disc the segmenter missed
+would shift every name above it), and bone beyond the last named disc keeps the
+unlevelled code.
 
 Without the sacrum in view (a cervical crop, a thoracic scan) nothing is named:
 the answer says so. Like counting by eye, a spine with a transitional vertebra
@@ -53,11 +55,19 @@ USUAL_LEVELS: tuple[str, ...] = tuple(level for level in LEVELS if level not in 
 MIN_DISC_ML: float = 0.15
 """A disc piece smaller than this (ml) is a speck, not a disc."""
 
-MIN_SACRUM_MM: float = 25.0
-"""Bone must reach this far below the lowest disc, along the spine, for it to be the sacrum."""
+SACRUM_GAP_FACTOR: float = 1.0
+"""Bone must reach this many disc spacings below the lowest disc, along the spine, to be the sacrum.
+
+A vertebral body below the lowest disc ends at the next disc, within one spacing (or
+at the edge of the field of view, sooner); the sacrum runs on for 8-10 cm. The
+spacing is the one just above the lowest disc (on the real lumbar scan 34.5 mm,
+with 36.9 mm of sacrum in view)."""
+
+USUAL_SPACING_MM: float = 35.0
+"""The disc spacing assumed where fewer than two discs give one (a lumbar level)."""
 
 MAX_GAP_FACTOR: float = 1.8
-"""Counting stops at a gap between discs wider than this times the median gap (a missed disc)."""
+"""Counting stops at a gap between discs wider than this times the median of its neighbouring gaps (a missed disc)."""
 
 SPLIT_GAP_FACTOR: float = 0.4
 """Disc pieces closer from top to bottom than this times the median such distance are one disc cut in two."""
@@ -95,12 +105,15 @@ def _disc_pieces(labels: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, n
     keep = sizes >= MIN_DISC_ML
     order = np.argsort(centres[keep][:, 2])
     centres, numbers, sizes = centres[keep][order], indices[keep][order], sizes[keep][order]
-    # The sacrum's rudimentary discs sit below L5/S1 and are much smaller than the discs above.
-    while len(sizes) > 1 and sizes[0] < SACRAL_REMNANT_SHARE * sizes[1:4].max():
+    # The sacrum's rudimentary discs sit below L5/S1 and are much smaller than the discs above;
+    # a disc cut by the bottom of the field of view is small too, but it is a disc.
+    lowest_slice = ndimage.minimum(np.broadcast_to(np.arange(labels.shape[2]), labels.shape), pieces, numbers) if len(numbers) else []
+    cut = {number: low == 0 for number, low in zip(numbers, np.atleast_1d(lowest_slice))}
+    while len(sizes) > 1 and sizes[0] < SACRAL_REMNANT_SHARE * sizes[1:4].max() and not cut[numbers[0]]:
         centres, numbers, sizes = centres[1:], numbers[1:], sizes[1:]
     # A disc the segmenter cut in two is one disc: join pieces much closer from top to bottom than discs usually are.
-    if len(centres) > 2:
-        usual = float(np.median(np.diff(centres[:, 2])))
+    if len(centres) >= 2:
+        usual = float(np.median(np.diff(centres[:, 2]))) if len(centres) > 2 else USUAL_SPACING_MM
         groups = [[0]]
         for i in range(1, len(centres)):
             if centres[i, 2] - centres[groups[-1][-1], 2] < SPLIT_GAP_FACTOR * usual:
@@ -144,14 +157,16 @@ def assign_levels(labels: np.ndarray, spacing: Sequence[float]) -> Levels:
         return Levels(out, (), "no vertebra found: levels are counted from the sacrum up")
     bone_mm = bone * spacing
     axes = _axes(centres)
-    along_lowest = (bone_mm - centres[0]) @ axes[0]
-    if -along_lowest.min() < MIN_SACRUM_MM:
-        return Levels(out, (), "no sacrum in view below the lowest disc: levels are counted from the sacrum up")
     gaps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    along_lowest = (bone_mm - centres[0]) @ axes[0]
+    if -along_lowest.min() < SACRUM_GAP_FACTOR * (gaps[0] if len(gaps) else USUAL_SPACING_MM):
+        return Levels(out, (), "no sacrum in view below the lowest disc: levels are counted from the sacrum up")
     named = len(centres)
     reason = ""
     if len(gaps) >= 2:
-        wide = np.flatnonzero(gaps > MAX_GAP_FACTOR * np.median(gaps))
+        # Each gap against its neighbours' (discs are closer in the neck than in the low back).
+        local = np.asarray([np.median(np.delete(gaps[max(0, i - 2) : i + 3], min(i, 2))) for i in range(len(gaps))])
+        wide = np.flatnonzero(gaps > MAX_GAP_FACTOR * local)
         if len(wide):
             named = int(wide[0]) + 1
             reason = f"a gap between discs {named} and {named + 1} from the bottom (a missed disc?): the discs above it are not named"
@@ -163,14 +178,16 @@ def assign_levels(labels: np.ndarray, spacing: Sequence[float]) -> Levels:
     upper = [LEVELS.index(USUAL_LEVELS[len(USUAL_LEVELS) - 1 - k]) for k in range(named)]
 
     # Each bone voxel: its nearest named disc, and which side of it along the spine.
-    nearest = np.argmin(((bone_mm[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2), axis=1)
+    from scipy.spatial import cKDTree
+
+    nearest = cKDTree(centres).query(bone_mm)[1]
     above = np.einsum("ij,ij->i", bone_mm - centres[nearest], axes[nearest]) > 0
     codes = np.full(len(bone), UNLEVELLED_VERTEBRA, dtype=out.dtype)
-    typical = float(np.median(gaps)) if len(gaps) else float("inf")
+    top_spacing = float(gaps[named - 2]) if named >= 2 else USUAL_SPACING_MM  # the spacing below the top named disc
     for k in range(named):
         mine_above = (nearest == k) & above
-        if k == named - 1:  # above the top named disc: its upper body only within about one body's height
-            mine_above &= np.einsum("ij,j->i", bone_mm - centres[k], axes[k]) <= 1.1 * typical
+        if k == named - 1:  # above the top named disc: its upper body only within about one level's height
+            mine_above &= np.einsum("ij,j->i", bone_mm - centres[k], axes[k]) <= 1.1 * top_spacing
         codes[mine_above] = FIRST_VERTEBRA_LABEL + upper[k]
         below = (nearest == k) & ~above
         codes[below] = SACRUM_LABEL if k == 0 else FIRST_VERTEBRA_LABEL + upper[k - 1]

@@ -24,22 +24,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def strip_levels(labels: np.ndarray) -> np.ndarray:
-    """A levelled label map with its levels taken away (the segmenter's codes)."""
-    from spineage.labels import (
-        DISC_LABELS,
-        SACRUM_LABEL,
-        UNLEVELLED_DISC,
-        UNLEVELLED_VERTEBRA,
-        VERTEBRA_LABELS,
-    )
-
-    out = labels.copy()
-    out[np.isin(labels, [*VERTEBRA_LABELS, SACRUM_LABEL])] = UNLEVELLED_VERTEBRA
-    out[np.isin(labels, list(DISC_LABELS))] = UNLEVELLED_DISC
-    return out
-
-
 def agreement(levelled: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Named voxels (vertebra and sacrum, disc) whose code is the truth's, among the named voxels on the truth's structure."""
     from spineage.labels import DISC_LABELS, SACRUM_LABEL, VERTEBRA_LABELS
@@ -60,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
     from spineage.imaging.io import load_label_like, load_volume
-    from spineage.imaging.levels import assign_levels
+    from spineage.imaging.levels import assign_levels, without_levels
     from spineage.labels import LABEL_NAMES
 
     sessions = pd.read_csv(args.raw / "sessions.csv", dtype=str)
@@ -77,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         volume = load_volume(args.raw / row.image)
         truth = np.asarray(load_label_like(args.raw / row.label, volume)).astype(np.int16)
         transitional = any(LABEL_NAMES.get(int(code)) in ("T13", "L6", "L7") for code in np.unique(truth))
-        sources = {"phantom labels": strip_levels(truth)}
+        sources = {"phantom labels": without_levels(truth)}
         if net is not None:
             from spineage.imaging.segmentation import segment_volume
 

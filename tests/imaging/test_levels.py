@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spineage.imaging.levels import assign_levels
+from spineage.imaging.levels import assign_levels, without_levels
 from spineage.labels import (
     DISC_LABELS,
     FIRST_DISC_LABEL,
@@ -17,13 +17,6 @@ from spineage.labels import (
     vertebra_label,
 )
 from tests.imaging.scans import phantom_mri
-
-
-def strip_levels(labels: np.ndarray) -> np.ndarray:
-    out = labels.astype(np.int16)
-    out[np.isin(labels, [*VERTEBRA_LABELS, SACRUM_LABEL])] = UNLEVELLED_VERTEBRA
-    out[np.isin(labels, list(DISC_LABELS))] = UNLEVELLED_DISC
-    return out
 
 
 def column(discs_at: list[int], sacrum_to: int = 20, height: int = 80, disc_sizes: dict[int, int] | None = None) -> np.ndarray:
@@ -40,7 +33,7 @@ def column(discs_at: list[int], sacrum_to: int = 20, height: int = 80, disc_size
 
 def test_the_phantoms_whole_spine_is_named_back_from_its_own_stripped_label_map() -> None:
     _, truth, affine = phantom_mri((4.0, 4.0, 4.0))
-    levelled = assign_levels(strip_levels(truth), np.abs(np.diag(affine))[:3])
+    levelled = assign_levels(without_levels(truth.astype(np.int16)), np.abs(np.diag(affine))[:3])
     assert levelled.reason == "" and levelled.discs[0] == "disc_C2" and levelled.discs[-1] == "disc_L5"
     bone = np.isin(truth, [*VERTEBRA_LABELS, SACRUM_LABEL])
     assert (levelled.labels[bone] == truth[bone]).mean() > 0.9

@@ -41,12 +41,14 @@ import numpy as np
 
 from spineage.findings.vocabulary import LEVELS, SUPERNUMERARY_LEVELS
 from spineage.labels import (
+    DISC_LABELS,
     FIRST_DISC_LABEL,
     FIRST_VERTEBRA_LABEL,
     LABEL_NAMES,
     SACRUM_LABEL,
     UNLEVELLED_DISC,
     UNLEVELLED_VERTEBRA,
+    VERTEBRA_LABELS,
 )
 
 USUAL_LEVELS: tuple[str, ...] = tuple(level for level in LEVELS if level not in SUPERNUMERARY_LEVELS)
@@ -90,6 +92,17 @@ class Levels:
     labels: np.ndarray
     discs: tuple[str, ...]
     reason: str
+
+
+def without_levels(labels: np.ndarray) -> np.ndarray:
+    """A levelled label map with its levels taken away: every vertebra and the sacrum 100, every disc 130 (a copy).
+
+    What the segmenter writes, so that :func:`assign_levels` can be checked against a map whose levels are known.
+    """
+    out = np.array(labels, copy=True)
+    out[np.isin(labels, [*VERTEBRA_LABELS, SACRUM_LABEL])] = UNLEVELLED_VERTEBRA
+    out[np.isin(labels, list(DISC_LABELS))] = UNLEVELLED_DISC
+    return out
 
 
 def _disc_pieces(labels: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

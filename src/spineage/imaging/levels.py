@@ -113,8 +113,8 @@ def _disc_pieces(labels: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, n
     if not count:
         return np.zeros((0, 3)), np.zeros(0, dtype=int), pieces
     indices = np.arange(1, count + 1)
-    sizes = ndimage.sum(np.ones_like(pieces), pieces, indices) * float(np.prod(spacing)) / 1000.0
-    centres = np.asarray(ndimage.center_of_mass(np.ones_like(pieces), pieces, indices), dtype=float) * spacing
+    sizes = np.bincount(pieces.ravel(), minlength=count + 1)[1:] * float(np.prod(spacing)) / 1000.0
+    centres = np.asarray(ndimage.center_of_mass(pieces > 0, pieces, indices), dtype=float) * spacing
     keep = sizes >= MIN_DISC_ML
     order = np.argsort(centres[keep][:, 2])
     centres, numbers, sizes = centres[keep][order], indices[keep][order], sizes[keep][order]

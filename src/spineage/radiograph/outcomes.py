@@ -166,14 +166,15 @@ def planted_hazards_recovered(table: pd.DataFrame, truth: dict[str, Any]) -> dic
             continue
         pipeline = cox_per_sd(table, time, event, exposure="age_difference", covariates=("age", "sex"))
         oracle = cox_per_sd(table, time, event, exposure="planted_gap", covariates=("age", "sex"))
+        expected = float(planted) ** slope
         rows.append({
             "outcome": outcome, "planted_hr_per_sd": float(planted),
             "pipeline_hr_per_sd": pipeline["hr_per_sd"], "ci_low": pipeline["ci_low"], "ci_high": pipeline["ci_high"], "p": pipeline["p"],
             "oracle_hr_per_sd": oracle["hr_per_sd"], "oracle_ci_low": oracle["ci_low"], "oracle_ci_high": oracle["ci_high"],
             "ci_holds_planted": bool(pipeline["ci_low"] <= planted <= pipeline["ci_high"]) if np.isfinite(pipeline["ci_low"]) else None,
             "oracle_ci_holds_planted": bool(oracle["ci_low"] <= planted <= oracle["ci_high"]) if np.isfinite(oracle["ci_low"]) else None,
-            "expected_hr_per_sd": float(planted) ** slope,
-            "ci_holds_expected": bool(pipeline["ci_low"] <= float(planted) ** slope <= pipeline["ci_high"]) if np.isfinite(pipeline["ci_low"]) else None,
+            "expected_hr_per_sd": expected,
+            "ci_holds_expected": bool(pipeline["ci_low"] <= expected <= pipeline["ci_high"]) if np.isfinite(pipeline["ci_low"]) else None,
             "events": pipeline["events"], "n": pipeline["n"],
         })
     r = float(np.corrcoef(table["age_difference"], table["planted_gap"])[0, 1]) if len(table) > 2 else None

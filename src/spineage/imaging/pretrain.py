@@ -10,7 +10,7 @@ a folder kept in git (``models/spine-seg-pretrained``). The ``segment`` stage
 continues from that folder (``--initial-model``) on the default cohort's train
 split. Nothing is downloaded; the checkpoint is the pipeline's own.
 
-Rebuild it with ``dvc repro -f pretrain_segment`` (about 20 minutes on 2 cores).
+Rebuild it with ``make pretrain`` (the stage is frozen, so ``dvc repro`` never runs it; about 30 minutes on 2 cores).
 
 Example:
     >>> from spineage.imaging.pretrain import pretrain_segmentation  # doctest: +SKIP

@@ -221,3 +221,19 @@ def test_setup_stops_before_making_a_venv_with_the_wrong_python(tmp_path):
     assert result.returncode != 0
     assert f"spineage needs Python 3.11, found 3.12 ({python})" in result.stderr
     assert not (tmp_path / ".venv").exists()
+
+
+@needs_make
+def test_make_pretrain_runs_the_frozen_stage_s_own_command_then_commits_it() -> None:
+    """``dvc repro`` never runs a frozen stage, even with ``-f``: ``make pretrain`` runs the command dvc.yaml gives it."""
+    import yaml
+
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["pretrain_segment"]
+    assert stage.get("frozen") is True
+    result = subprocess.run(["make", "-n", "-C", str(ROOT), "pretrain"], capture_output=True, text=True, check=True, env=make_env())
+    run, commit = [line for line in result.stdout.splitlines() if line.strip() and not line.startswith("make")][-2:]
+    snippet = re.search(r'python -c "(.+?)"\)"$', run)
+    assert snippet, f"expected the stage's command read from dvc.yaml in: {run}"
+    read = subprocess.run([sys.executable, "-c", snippet.group(1)], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert read.stdout.strip() == stage["cmd"]
+    assert commit.endswith("dvc commit -f pretrain_segment")

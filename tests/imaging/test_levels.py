@@ -119,3 +119,24 @@ def test_a_missed_disc_among_close_neck_discs_stops_the_count() -> None:
     discs = [40, 59, 78, 97, 105, 113, 121, 137, 145, 153]
     levelled = assign_levels(column(discs, sacrum_to=40, height=165), (2.0, 2.0, 2.0))
     assert len(levelled.discs) == 7 and "gap" in levelled.reason
+
+
+def test_a_spinous_process_sloping_down_past_the_body_below_keeps_its_own_vertebras_level() -> None:
+    labels = np.zeros((10, 40, 80), np.int16)
+    labels[:, :10] = column([20, 30, 40])  # bodies and discs in front (y < 10): L5 between z 22 and 30, L4 from 32 to 40
+    labels[3:7, 10:20, 34:40] = UNLEVELLED_VERTEBRA  # the lamina behind L4's body, at its height
+    for y in range(20, 34):  # the process, one voxel lower per voxel back: its tip behind L5 and L5/S1
+        labels[3:7, y, 33 - (y - 20) : 39 - (y - 20)] = UNLEVELLED_VERTEBRA
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert levelled.discs == ("disc_L3", "disc_L4", "disc_L5")
+    tip = levelled.labels[3:7, 30:34, 20:30]
+    assert set(np.unique(tip[tip > 0])) == {vertebra_label("L4")}
+    assert levelled.labels[5, 5, 25] == vertebra_label("L5") and levelled.labels[5, 5, 10] == SACRUM_LABEL
+
+
+def test_a_separate_piece_of_bone_far_behind_keeps_the_level_counted_along_the_axis() -> None:
+    labels = np.zeros((10, 40, 80), np.int16)
+    labels[:, :10] = column([20, 30, 40])
+    labels[3:7, 30:34, 24:28] = UNLEVELLED_VERTEBRA  # not joined to any body
+    levelled = assign_levels(labels, (2.0, 2.0, 2.0))
+    assert set(np.unique(levelled.labels[3:7, 30:34, 24:28])) == {vertebra_label("L5")}

@@ -7,7 +7,10 @@ holds: the sacrum, the bone below the last disc. With the sacrum in view, the
 lowest disc is L5/S1 and every disc above it takes the next level up (L4/L5,
 L3/L4, ... C2/C3); each vertebra voxel takes the level of the body between the
 two discs it lies between, measured along the spine's own axis (the line through
-neighbouring discs, so a curved spine is followed), and bone below L5/S1 is the
+neighbouring discs, so a curved spine is followed); bone farther from that axis
+than the discs reach (the posterior elements) takes the level of the body it
+grows out of, through the bone, since a thoracic spinous process slopes down
+past the body below; and bone below L5/S1 is the
 sacrum (bone that runs on below the lowest disc for more than a disc spacing:
 a vertebral body would end at the next disc). Counting stops at a gap wider than
 :data:`MAX_GAP_FACTOR` times its neighbouring gaps (a disc the segmenter missed
@@ -149,6 +152,51 @@ def _axes(centres: np.ndarray) -> np.ndarray:
     return direction / np.linalg.norm(direction, axis=1, keepdims=True)
 
 
+def _disc_radii(pieces: np.ndarray, numbers: np.ndarray, centres: np.ndarray, axes: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Each named disc's radius (mm): the 95th percentile of its voxels' distances from the spine's axis."""
+    radii = np.zeros(len(numbers))
+    for k, number in enumerate(numbers):
+        offsets = np.argwhere(pieces == number) * spacing - centres[k]
+        across = offsets - np.outer(offsets @ axes[k], axes[k])
+        radii[k] = float(np.percentile(np.linalg.norm(across, axis=1), 95)) if len(offsets) else 0.0
+    return radii
+
+
+def _off_axis(bone_mm: np.ndarray, centres: np.ndarray, axes: np.ndarray, nearest: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Which bone voxels lie farther from the spine's axis than the radius of their nearest disc."""
+    offsets = bone_mm - centres[nearest]
+    across = offsets - np.einsum("ij,ij->i", offsets, axes[nearest])[:, None] * axes[nearest]
+    return np.linalg.norm(across, axis=1) > radii[nearest]
+
+
+def _grown_from_bodies(shape: tuple[int, ...], bone: np.ndarray, codes: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """The far bone voxels' codes taken from the nearest body through the bone (one face-neighbour step at a time).
+
+    Far voxels no body reaches (a separate piece of bone) keep the code they had.
+    """
+    from scipy import ndimage
+
+    low = bone.min(axis=0)
+    box = tuple(int(n) for n in bone.max(axis=0) - low + 1)
+    local = bone - low
+    grid = np.zeros(box, dtype=np.int16)  # 0: not bone, or not reached yet
+    grid[tuple(local[~far].T)] = codes[~far]
+    waiting = np.zeros(box, dtype=bool)
+    waiting[tuple(local[far].T)] = True
+    step = ndimage.generate_binary_structure(3, 1)
+    while True:
+        grown = ndimage.grey_dilation(grid, footprint=step)
+        reached = waiting & (grown > 0)
+        if not reached.any():
+            break
+        grid[reached] = grown[reached]
+        waiting &= ~reached
+    taken = grid[tuple(local[far].T)]
+    result = codes.copy()
+    result[far] = np.where(taken > 0, taken, codes[far])
+    return result
+
+
 def assign_levels(labels: np.ndarray, spacing: Sequence[float]) -> Levels:
     """Name the discs and vertebrae of an unlevelled label map by counting up from the sacrum (module docstring).
 
@@ -204,6 +252,12 @@ def assign_levels(labels: np.ndarray, spacing: Sequence[float]) -> Levels:
         codes[mine_above] = FIRST_VERTEBRA_LABEL + upper[k]
         below = (nearest == k) & ~above
         codes[below] = SACRUM_LABEL if k == 0 else FIRST_VERTEBRA_LABEL + upper[k - 1]
+    # Bone well off the discs' axis (the posterior elements) belongs to the body it grows out of:
+    # a thoracic spinous process slopes down past the body below, where the count along the axis
+    # would name it.
+    far = _off_axis(bone_mm, centres, axes, nearest, _disc_radii(pieces, numbers[:named], centres, axes, spacing))
+    if far.any() and not far.all():
+        codes = _grown_from_bodies(out.shape, bone, codes, far)
     out[tuple(bone.T)] = codes
 
     for number, level in zip(numbers[:named], upper):

@@ -1,8 +1,9 @@
-"""How much of the planted spine age gap a lateral radiograph could show at best: an anatomy oracle.
+"""How much of the planted spine age gap the anatomy a lateral radiograph shows carries: an anatomy oracle.
 
 ``bench_xray_signal.py`` measures what a plain model reads from the phantom's
-radiographs (r about 0.2-0.3 with the planted gap). This script asks what any
-model could read. It rebuilds the anatomy of every derivation-age radiograph of
+radiographs (r about 0.2-0.3 with the planted gap). This script asks what a
+model could read if it measured the anatomy itself, exactly or with a given
+error. It rebuilds the anatomy of every derivation-age radiograph of
 a phantom exactly as the phantom rendered it (the same cohort tables, the same
 per-subject random stream; one radiograph is re-rendered and compared with its
 PNG to prove it), takes the anatomical quantities themselves instead of pixels,
@@ -10,7 +11,9 @@ and fits cross-validated regressions of the planted gap on them:
 
 * what an X-ray projection can show (disc and body heights, body depths,
   wedging, slips, osteophytes, bulges, endplate changes, lesions, bone density,
-  curves), exactly, and with the heights measured to +-0.1 ... 1 mm;
+  curves), exactly, and with Gaussian errors of SD 0.1 ... 1 mm added to the
+  heights (heights divided by the body size, which the oracle knows exactly
+  and a radiograph does not: the figures are generous);
 * what it cannot (disc hydration, marrow fat, stenosis, fissures, oedema, cord
   lesions), which only MRI shows.
 
@@ -36,7 +39,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENT_SD_MM = (0.1, 0.25, 0.5, 1.0)
-"""Errors of a height measurement tried (a radiograph's pixel is about 2 mm at the phantom's detector size)."""
+"""SDs of the Gaussian error added to each height (a radiograph's pixel is about 2 mm at the phantom's detector size)."""
 
 
 def rebuilt_anatomies(raw: Path, min_age: float) -> tuple[pd.DataFrame, list, dict]:
@@ -142,7 +145,7 @@ def main() -> None:
     print("r: cross-validated prediction against the planted gap, chronological age (cubic) taken out of both")
     print(f"{'features':<58} {'n':>4} {'ridge':>6} {'boosting':>9}")
     rng = np.random.default_rng(0)
-    measured = {f"X-ray-visible, heights measured +-{sd:g} mm": pd.concat(
+    measured = {f"X-ray-visible, heights with error SD {sd:g} mm": pd.concat(
         [covariates, visible, heights + rng.normal(0.0, sd, heights.shape)], axis=1) for sd in MEASUREMENT_SD_MM}
     table = {
         "age, sex, body size only": covariates,

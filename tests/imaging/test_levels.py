@@ -121,22 +121,35 @@ def test_a_missed_disc_among_close_neck_discs_stops_the_count() -> None:
     assert len(levelled.discs) == 7 and "gap" in levelled.reason
 
 
-def test_a_spinous_process_sloping_down_past_the_body_below_keeps_its_own_vertebras_level() -> None:
+def sloping_process(step_down: int, thickness: int) -> np.ndarray:
+    """Three discs (L3/L4 to L5/S1) and L4's lamina and spinous process behind the bodies, ``thickness`` voxels
+    high and sloping down ``step_down`` voxels per voxel back (each row touches the last only at an edge
+    when the two are equal)."""
     labels = np.zeros((10, 40, 80), np.int16)
     labels[:, :10] = column([20, 30, 40])  # bodies and discs in front (y < 10): L5 between z 22 and 30, L4 from 32 to 40
     labels[3:7, 10:20, 34:40] = UNLEVELLED_VERTEBRA  # the lamina behind L4's body, at its height
-    for y in range(20, 34):  # the process, one voxel lower per voxel back: its tip behind L5 and L5/S1
-        labels[3:7, y, 33 - (y - 20) : 39 - (y - 20)] = UNLEVELLED_VERTEBRA
+    for back in range(16 // step_down + 1):  # the process, from z 39 down to z 23: its tip behind L5
+        top = 39 - step_down * back
+        labels[3:7, 20 + back, top - thickness : top] = UNLEVELLED_VERTEBRA
+    return labels
+
+
+@pytest.mark.parametrize(("step_down", "thickness"), [(1, 6), (2, 2)])
+def test_a_spinous_process_sloping_down_past_the_body_below_keeps_its_own_vertebras_level(step_down: int, thickness: int) -> None:
+    labels = sloping_process(step_down, thickness)
     levelled = assign_levels(labels, (2.0, 2.0, 2.0))
     assert levelled.discs == ("disc_L3", "disc_L4", "disc_L5")
-    tip = levelled.labels[3:7, 30:34, 20:30]
-    assert set(np.unique(tip[tip > 0])) == {vertebra_label("L4")}
+    process = levelled.labels[:, 20:40]
+    assert (labels[:, 20:40, :30] > 0).sum() > 20  # some of it lies below L4's body
+    assert set(np.unique(process[process > 0])) == {vertebra_label("L4")}
     assert levelled.labels[5, 5, 25] == vertebra_label("L5") and levelled.labels[5, 5, 10] == SACRUM_LABEL
 
 
-def test_a_separate_piece_of_bone_far_behind_keeps_the_level_counted_along_the_axis() -> None:
-    labels = np.zeros((10, 40, 80), np.int16)
-    labels[:, :10] = column([20, 30, 40])
-    labels[3:7, 30:34, 24:28] = UNLEVELLED_VERTEBRA  # not joined to any body
+def test_a_separate_piece_of_bone_far_behind_is_not_joined_to_a_process_it_does_not_touch() -> None:
+    labels = sloping_process(1, 6)
+    assert labels[:, 37].max() == 0 and labels[:, 36].max() > 0  # the process ends at y 36
+    labels[3:7, 38:40, 23:28] = UNLEVELLED_VERTEBRA  # a voxel's gap behind its tip, at L5's height
     levelled = assign_levels(labels, (2.0, 2.0, 2.0))
-    assert set(np.unique(levelled.labels[3:7, 30:34, 24:28])) == {vertebra_label("L5")}
+    assert set(np.unique(levelled.labels[3:7, 38:40, 23:28])) == {vertebra_label("L5")}
+    tip = levelled.labels[:, 36]
+    assert set(np.unique(tip[tip > 0])) == {vertebra_label("L4")}

@@ -8,14 +8,14 @@ lowest disc is L5/S1 and every disc above it takes the next level up (L4/L5,
 L3/L4, ... C2/C3); each vertebra voxel takes the level of the body between the
 two discs it lies between, measured along the spine's own axis (the line through
 neighbouring discs, so a curved spine is followed); bone farther from that axis
-than the discs reach (the posterior elements) takes the level of the body it
-grows out of, through the bone, since a thoracic spinous process slopes down
-past the body below; and bone below L5/S1 is the
-sacrum (bone that runs on below the lowest disc for more than a disc spacing:
+than the discs reach (the posterior elements) takes the code of the nearest
+bone near the axis counted in steps through the bone, where the lower level wins
+a tie, since a thoracic spinous process slopes down past the body below; and
+bone below L5/S1 is the sacrum (bone that runs on below the lowest disc for more than a disc spacing:
 a vertebral body would end at the next disc). Counting stops at a gap wider than
 :data:`MAX_GAP_FACTOR` times its neighbouring gaps (a disc the segmenter missed
-would shift every name above it), and bone beyond the last named disc keeps the
-unlevelled code.
+would shift every name above it), and bone near the axis beyond the last named
+disc keeps the unlevelled code.
 
 Without the sacrum in view (a cervical crop, a thoracic scan) nothing is named:
 the answer says so. Like counting by eye, a spine with a transitional vertebra
@@ -169,10 +169,13 @@ def _off_axis(bone_mm: np.ndarray, centres: np.ndarray, axes: np.ndarray, neares
     return np.linalg.norm(across, axis=1) > radii[nearest]
 
 
-def _grown_from_bodies(shape: tuple[int, ...], bone: np.ndarray, codes: np.ndarray, far: np.ndarray) -> np.ndarray:
-    """The far bone voxels' codes taken from the nearest body through the bone (one face-neighbour step at a time).
+def _grown_from_bodies(bone: np.ndarray, codes: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """The far bone voxels' codes taken from the nearest bone near the axis, in steps through the bone.
 
-    Far voxels no body reaches (a separate piece of bone) keep the code they had.
+    A step reaches any of the 26 neighbours (thin processes touch at edges and corners);
+    where two codes arrive in the same step the larger wins (the lower level, the sacrum, or
+    100 for unlevelled bone). Far voxels nothing reaches (a separate piece of bone) keep the
+    code they had.
     """
     from scipy import ndimage
 
@@ -183,7 +186,7 @@ def _grown_from_bodies(shape: tuple[int, ...], bone: np.ndarray, codes: np.ndarr
     grid[tuple(local[~far].T)] = codes[~far]
     waiting = np.zeros(box, dtype=bool)
     waiting[tuple(local[far].T)] = True
-    step = ndimage.generate_binary_structure(3, 1)
+    step = np.ones((3, 3, 3), dtype=bool)
     while True:
         grown = ndimage.grey_dilation(grid, footprint=step)
         reached = waiting & (grown > 0)
@@ -257,7 +260,7 @@ def assign_levels(labels: np.ndarray, spacing: Sequence[float]) -> Levels:
     # would name it.
     far = _off_axis(bone_mm, centres, axes, nearest, _disc_radii(pieces, numbers[:named], centres, axes, spacing))
     if far.any() and not far.all():
-        codes = _grown_from_bodies(out.shape, bone, codes, far)
+        codes = _grown_from_bodies(bone, codes, far)
     out[tuple(bone.T)] = codes
 
     for number, level in zip(numbers[:named], upper):
